@@ -1,0 +1,62 @@
+"""The plain U-Net of study C, from scratch, registered as `unet-classic` (encoder `native` only).
+
+For a U-Net on a library encoder use `unet` (segmentation-models-pytorch's Unet).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segbench.models.blocks import DoubleConvReLUBN, check_divisible
+from segbench.models.registry import ModelEntry, multiple_reason, native_only, register_model
+
+WIDTHS = (64, 128, 256, 512, 1024)
+
+
+class ClassicUNet(nn.Module):
+    """Study C's U-Net. Input [B, in_channels, H, W] with H, W multiples of 16; output logits [B, classes, H, W].
+
+    - Encoder: 5 levels (widths 64, 128, 256, 512, 1024), each a double conv [3x3 conv -> ReLU -> BatchNorm] x 2,
+      separated by 2x2 max-pools.
+    - Decoder: 4 levels; bilinear 2x upsampling (align_corners=True, no parameters), concatenation with the encoder
+      feature of that level, double conv (c + c/2) -> c/2.
+    - Head: 1x1 conv to the classes.
+
+    31,391,891 parameters with 3 input channels and 19 classes.
+    """
+
+    def __init__(self, in_channels: int = 3, classes: int = 19) -> None:
+        super().__init__()
+        channels = (in_channels, *WIDTHS)
+        self.down = nn.ModuleList(DoubleConvReLUBN(channels[i], channels[i + 1]) for i in range(len(WIDTHS)))
+        self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
+        deep_first = WIDTHS[::-1]
+        self.up = nn.ModuleList(DoubleConvReLUBN(width + width // 2, width // 2) for width in deep_first[:-1])
+        self.head = nn.Conv2d(WIDTHS[0], classes, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_divisible(x, 16, "unet-classic")
+        skips = []
+        for level, block in enumerate(self.down):
+            x = block(x if level == 0 else self.pool(x))
+            skips.append(x)
+        x = skips.pop()
+        for block in self.up:
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
+            x = block(torch.cat([x, skips.pop()], dim=1))
+        return self.head(x)
+
+
+register_model(
+    ModelEntry(
+        name="unet-classic",
+        build=lambda encoder, classes, in_channels: ClassicUNet(in_channels=in_channels, classes=classes),
+        description="Study C's plain U-Net from scratch (64..1024, conv-ReLU-BN, bilinear up, 31.4 M); "
+        "encoder 'native' only",
+        pad_multiple=16,
+        check_encoder=native_only("unet-classic", "unet (segmentation-models-pytorch's U-Net on that encoder)"),
+        check_size=lambda height, width: multiple_reason("unet-classic", 16, height, width, "it max-pools 4 times"),
+    )
+)
