@@ -1,0 +1,61 @@
+"""`segbench run GRID`: train and evaluate every cell of a grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from segbench.cli.common import err_console, user_errors
+
+
+@user_errors
+def run(
+    grid_file: Path = typer.Argument(..., help="Grid YAML file, e.g. grids/quickstart.yaml."),
+    results: Path = typer.Option(Path("runs/results"), "--results", "-r", help="Results folder (created if missing)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    force: bool = typer.Option(False, "--force", help="Rerun cells that already have a finished record."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun cells that failed before."),
+    oom_retry: bool = typer.Option(False, "--oom-retry", help="After out-of-memory, retry at half the batch size."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells (and the skipped ones) without training."),
+    override: list[str] = typer.Option([], "--override", "-o", help="key.path=value, e.g. -o train.epochs=1."),
+    cache_dir: Path | None = typer.Option(None, help="Dataset cache (default: $SEGBENCH_CACHE or ~/.cache/segbench)."),
+) -> None:
+    """Train and evaluate every cell of GRID_FILE; finished cells are skipped, so an interrupted run resumes."""
+    from segbench.cells import expand
+    from segbench.config import load_grid
+    from segbench.leaderboard import print_leaderboard
+    from segbench.runner import run_grid
+
+    grid = load_grid(grid_file, override)
+    if dry_run:
+        print_cells(Console(), grid, expand(grid))
+        return
+    summary = run_grid(grid, results, device=device, force=force, retry_failed=retry_failed,
+                      oom_retry=oom_retry, cache_dir=cache_dir)
+    print_leaderboard(Console(), list(summary.records.values()), title=f"{grid.name}: leaderboard (val split)")
+    err_console.print(
+        f"{summary.count('ok')} ok, {summary.count('failed')} failed, {summary.reused} reused from earlier runs; "
+        f"records in {results / 'cells'}"
+    )
+    if summary.interrupted:
+        err_console.print("[yellow]interrupted[/]: run the same command again to resume.")
+    raise typer.Exit(summary.exit_code)
+
+
+def print_cells(console: Console, grid, expansion) -> None:
+    table = Table(title=f"{grid.name}: {len(expansion.cells)} cells")
+    for column in ("#", "cell id", "dataset", "model", "encoder", "loss", "seed"):
+        table.add_column(column)
+    for number, cell in enumerate(expansion.cells, 1):
+        table.add_row(str(number), cell.id, cell.dataset.key, cell.model, cell.encoder, cell.loss.key, str(cell.seed))
+    console.print(table)
+    if expansion.skipped:
+        skipped = Table(title=f"{len(expansion.skipped)} combinations skipped")
+        skipped.add_column("cell")
+        skipped.add_column("reason")
+        for item in expansion.skipped:
+            skipped.add_row(item.slug, item.reason)
+        console.print(skipped)

@@ -1,0 +1,376 @@
+"""Datasets of paired image and label files: the base every file-based loader shares.
+
+`PairDataset` owns what is the same for every layout: checked loading (`load_raw`), label reading, value checks
+against the class table, cached class pixel counts, and the split scan that `segbench data check` reports on. A
+loader only says where its files are (`scan_split`), what its classes are (`info`) and how a label file's values
+become targets (`label_mapping`, one lookup table).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import stat
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from segbench.datasets.base import DatasetInfo, DatasetParams
+from segbench.datasets.labels import IGNORE_INDEX, LabelMapping
+from segbench.datasets.palettes import describe_values
+from segbench.datasets.registry import default_cache_dir
+from segbench.datasets.transforms import EvalTransform
+from segbench.errors import DatasetError
+from segbench.storage import atomic_write_json
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")  # lossless only: JPEG invents values at class boundaries
+PRED_FORMATS = ("trainids", "labelids")
+
+Transform = Callable[[Image.Image, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
+Pair = tuple[Path, Path]
+
+
+@dataclass
+class Scan:
+    """What a split's folders hold: complete pairs, and everything that is not one (for `segbench data check`)."""
+
+    image_folder: Path
+    expected: str  # the layout, for messages: e.g. "<root>/images/10k/val/<name>.jpg"
+    pairs: list[Pair] = field(default_factory=list)
+    missing_labels: list[Pair] = field(default_factory=list)  # (image, the label it should have)
+    missing_images: list[Pair] = field(default_factory=list)  # (label, the image it should have)
+    stray: list[tuple[Path, str]] = field(default_factory=list)  # (file, why it does not belong)
+    broken: list[tuple[Path, str]] = field(default_factory=list)  # (entry, e.g. "symlink loop")
+    declared_sizes: dict[Path, tuple[int, int]] = field(default_factory=dict)  # image -> (W, H) from a manifest
+
+
+def list_folder(folder: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    """(files, subfolders, broken entries) of `folder`, sorted by name; links are followed once.
+
+    A link that cannot be followed (a loop, a dangling target) and a folder link to one of its own parents are
+    returned as broken entries with the reason instead of being skipped silently.
+    """
+    files: list[Path] = []
+    folders: list[Path] = []
+    broken: list[tuple[Path, str]] = []
+    if not folder.is_dir():
+        return files, folders, broken
+    real_parent = os.path.realpath(folder)
+    with os.scandir(folder) as entries:
+        for entry in sorted(entries, key=lambda item: item.name):
+            path = Path(entry.path)
+            try:
+                info = os.stat(path)
+            except OSError as error:
+                if error.errno == errno.ELOOP:
+                    broken.append((path, "symlink loop"))
+                elif entry.is_symlink():
+                    broken.append((path, f"dangling symlink to {os.readlink(path)}"))
+                else:
+                    broken.append((path, f"cannot be read ({error.strerror})"))
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                target = os.path.realpath(path)
+                if entry.is_symlink() and (real_parent + os.sep).startswith(target + os.sep):
+                    broken.append((path, f"symlink loop (links to {target}, a parent of its own folder)"))
+                else:
+                    folders.append(path)
+            elif stat.S_ISREG(info.st_mode):
+                files.append(path)
+            else:
+                broken.append((path, "not a regular file"))
+    return files, folders, broken
+
+
+def match_by_key(
+    scan: Scan,
+    images: list[Path],
+    labels: list[Path],
+    image_key: Callable[[Path], str],
+    label_key: Callable[[Path], str],
+    expected_label: Callable[[Path], Path],
+    expected_image: Callable[[Path], Path],
+) -> None:
+    """Pair images and labels whose keys are equal; fill the scan's pairs and missing lists (in image order)."""
+    by_key = {label_key(label): label for label in labels}
+    image_keys = set()
+    for image in images:
+        key = image_key(image)
+        image_keys.add(key)
+        label = by_key.get(key)
+        if label is None:
+            scan.missing_labels.append((image, expected_label(image)))
+        else:
+            scan.pairs.append((image, label))
+    for key, label in by_key.items():
+        if key not in image_keys:
+            scan.missing_images.append((label, expected_image(label)))
+
+
+def split_names(
+    names: list[str], split: str, val_fraction: float, seed: int, val_names: tuple[str, ...] | None = None
+) -> list[str]:
+    """A deterministic train/val split of `names` (for layouts without one, e.g. KITTI's 200 labelled images).
+
+    val = `val_names` when given, else the first round(len * val_fraction) names of the sorted names shuffled by
+    `numpy.random.default_rng(seed)`; train = the rest; trainval = all. Same names and settings, same split.
+    """
+    ordered = sorted(names)
+    if val_names is not None:
+        val = set(val_names)
+    else:
+        permutation = np.random.default_rng(seed).permutation(len(ordered))
+        val = {ordered[i] for i in permutation[: round(len(ordered) * val_fraction)]}
+    if split == "val":
+        return [name for name in ordered if name in val]
+    if split == "train":
+        return [name for name in ordered if name not in val]
+    return ordered
+
+
+class PairDataset(Dataset):
+    """Items are `(image float32 [3, H, W], label int64 [H, W])` with classes 0..C-1 and `info.ignore_index`."""
+
+    Params: ClassVar[type[DatasetParams]]
+    NAME: ClassVar[str]
+    DISPLAY_NAME: ClassVar[str]
+    FIX_HINT: ClassVar[str]
+    EXPECTED_ROOT: ClassVar[str]  # what the root folder should hold, for the missing-root message
+    SPLITS: ClassVar[tuple[str, ...]] = ("train", "val")  # what `segbench data check` reads by default
+    # Prediction file names: `<sample id>.png` or `<sample id>_*.png`; True also allows `<sample id>*.png` (the
+    # cityscapesScripts rule, safe where sample ids have a fixed width).
+    PREDICTION_ANY_SUFFIX: ClassVar[bool] = False
+
+    @classmethod
+    def info(cls, params: DatasetParams) -> DatasetInfo:
+        raise NotImplementedError
+
+    @classmethod
+    def resolve_root(cls, params: DatasetParams, cache_dir: Path) -> Path:
+        return Path(params.root).expanduser()
+
+    @classmethod
+    def prepare(cls, params: DatasetParams, cache_dir: Path) -> None:
+        root = cls.resolve_root(params, cache_dir)
+        if not root.is_dir():
+            raise DatasetError(
+                f"{cls.DISPLAY_NAME} root {root} does not exist or is not a folder; expected a folder holding "
+                f"{cls.EXPECTED_ROOT} ({cls.FIX_HINT})."
+            )
+
+    def __init__(
+        self,
+        params: DatasetParams,
+        split: str,
+        transform: Transform | None = None,
+        cache_dir: Path | None = None,
+        *,
+        strict: bool = True,
+    ) -> None:
+        """strict=False keeps incomplete pairs and broken entries in `self.scan` instead of raising (data check)."""
+        if not isinstance(params, self.Params):
+            raise TypeError(f"{type(self).__name__} needs {self.Params.__name__}, got {type(params).__name__}")
+        self.params = params
+        self.split = split
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.transform = transform if transform is not None else EvalTransform(pad_multiple=1)
+        self.info = self.info(params)
+        self.root = self.resolve_root(params, self.cache_dir)
+        self.prepare(params, self.cache_dir)
+        self.scan = self.scan_split()
+        if strict:
+            self._require_complete()
+        self.files: list[Pair] = self.scan.pairs
+
+    # -- what a loader provides -----------------------------------------------------------------------------------
+
+    def scan_split(self) -> Scan:
+        """The split's pairs and problems; raises DatasetError only when the split cannot be read at all."""
+        raise NotImplementedError
+
+    def label_mapping(self, label_path: Path) -> LabelMapping:
+        """How the values of this label file become targets (one lookup table)."""
+        raise NotImplementedError
+
+    def prediction_mapping(self, pred_format: str) -> LabelMapping:
+        """How prediction PNG values become targets: 'trainids' = class indices 0..C-1 (the ignore value counts as
+        a prediction of an ignored label), 'labelids' = the encoding of this dataset's label files."""
+        if pred_format == "labelids":
+            return self.label_mapping(self.files[0][1])
+        lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+        valid = np.zeros(256, dtype=bool)
+        lut[: self.info.num_classes] = np.arange(self.info.num_classes)
+        valid[: self.info.num_classes] = True
+        valid[self.info.ignore_index] = True
+        return LabelMapping(lut, valid)
+
+    def sample_id(self, index: int) -> str:
+        """A stable name of item `index` (the image file's stem), also the name its prediction file starts with."""
+        return self.files[index][0].stem
+
+    # -- items ----------------------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load_raw(self, index: int) -> tuple[Image.Image, np.ndarray]:
+        """(RGB image, uint8 label [H, W] with classes 0..C-1 or the ignore index) at native resolution, checked."""
+        image_path, label_path = self.files[index]
+        image = read_image(image_path, self.DISPLAY_NAME)
+        raw = self.read_label(label_path)
+        if (raw.shape[1], raw.shape[0]) != image.size:
+            raise DatasetError(
+                f"{self.DISPLAY_NAME} label {label_path} is {raw.shape[1]}x{raw.shape[0]} (W x H) but its image "
+                f"{image_path} is {image.size[0]}x{image.size[1]}; an image and its label must have the same size."
+            )
+        self.check_values(label_path, np.bincount(raw.ravel(), minlength=256))
+        return image, self.label_mapping(label_path).lut[raw]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = self.load_raw(index)
+        return self.transform(image, label)
+
+    def load_label(self, index: int) -> np.ndarray:
+        """uint8 [H, W] targets of item `index` (classes 0..C-1 or the ignore index), without reading its image."""
+        label_path = self.files[index][1]
+        raw = self.read_label(label_path)
+        self.check_values(label_path, np.bincount(raw.ravel(), minlength=256))
+        return self.label_mapping(label_path).lut[raw]
+
+    def read_label(self, path: Path) -> np.ndarray:
+        """The raw values of a single-channel label file, uint8 [H, W]; DatasetError naming the file otherwise."""
+        return read_label_file(path, f"{self.DISPLAY_NAME} label")
+
+    def bad_values(self, label_path: Path, value_counts: np.ndarray) -> list[int]:
+        """Values present in the file (value_counts: int [256]) that the class table does not know."""
+        return np.flatnonzero((value_counts[:256] > 0) & ~self.label_mapping(label_path).valid).tolist()
+
+    def check_values(self, label_path: Path, value_counts: np.ndarray) -> None:
+        bad = self.bad_values(label_path, value_counts)
+        if bad:
+            valid = describe_values(self.label_mapping(label_path).valid)
+            raise DatasetError(
+                f"{self.DISPLAY_NAME} label {label_path} holds value(s) {', '.join(map(str, bad))} that are not in "
+                f"the class table (valid values: {valid}); re-create the label file or fix the dataset options."
+            )
+
+    # -- statistics -----------------------------------------------------------------------------------------------
+
+    def class_pixel_counts(self, progress: Callable[[], None] | None = None) -> np.ndarray:
+        """int64 [C]: pixels of each class over the split's labels at native resolution (ignore excluded).
+
+        Cached in `<cache_dir>/class-pixel-counts/` under a hash of the file list (paths, sizes, modification
+        times) and the label mappings, so a second call reads no image. progress: called once per label read.
+        """
+        path = self.cache_dir / "class-pixel-counts" / f"{self.NAME}-{self.split}-{self._files_key()}.json"
+        num_classes = self.info.num_classes
+        if path.is_file():
+            try:
+                counts = np.asarray(json.loads(path.read_text())["counts"], dtype=np.int64)
+                if counts.shape == (num_classes,):
+                    return counts
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # a damaged cache file is recomputed and overwritten
+        counts = np.zeros(num_classes, dtype=np.int64)
+        for _, label_path in self.files:
+            value_counts = np.bincount(self.read_label(label_path).ravel(), minlength=256)
+            self.check_values(label_path, value_counts)
+            counts += target_counts(value_counts, self.label_mapping(label_path), num_classes)
+            if progress is not None:
+                progress()
+        payload: dict[str, Any] = {
+            "dataset": self.NAME,
+            "split": self.split,
+            "files": len(self.files),
+            "classes": list(self.info.classes),
+            "counts": counts.tolist(),
+        }
+        try:
+            atomic_write_json(path, payload)
+        except OSError as error:
+            warnings.warn(f"could not cache class pixel counts in {path}: {error}", stacklevel=2)
+        return counts
+
+    def _files_key(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(f"{self.info.classes}\n".encode())
+        for image_path, label_path in self.files:
+            stat_result = label_path.stat()
+            digest.update(f"{image_path}|{label_path}|{stat_result.st_size}|{stat_result.st_mtime_ns}|".encode())
+            digest.update(f"{self.label_mapping(label_path).key()}\n".encode())
+        return digest.hexdigest()[:16]
+
+    def _require_complete(self) -> None:
+        scan = self.scan
+        if scan.broken:
+            path, reason = scan.broken[0]
+            raise DatasetError(
+                f"{self.DISPLAY_NAME} entry {path} cannot be used ({reason}); remove or repair it "
+                f"(`segbench data check` lists every such entry)."
+            )
+        if scan.missing_labels:
+            image, expected = scan.missing_labels[0]
+            more = len(scan.missing_labels) - 1
+            others = f" ({more} more images lack labels)" if more else ""
+            raise DatasetError(
+                f"{self.DISPLAY_NAME} image {image} has no label; expected {expected}{others} ({self.FIX_HINT})."
+            )
+        if not scan.pairs:
+            raise DatasetError(
+                f"{self.DISPLAY_NAME} folder {scan.image_folder} holds no images; expected {scan.expected} "
+                f"({self.FIX_HINT})."
+            )
+
+
+def target_counts(value_counts: np.ndarray, mapping: LabelMapping, num_classes: int) -> np.ndarray:
+    """int64 [C] class pixels from a file's value histogram (int [256]) through its mapping (ignore dropped)."""
+    target = mapping.lut.astype(np.int64)
+    scored = (target != IGNORE_INDEX) & mapping.valid
+    counts = np.zeros(num_classes, dtype=np.int64)
+    np.add.at(counts, target[scored], value_counts[:256][scored])
+    return counts
+
+
+def read_image(path: Path, what: str = "dataset") -> Image.Image:
+    try:
+        with Image.open(path) as handle:
+            return handle.convert("RGB")
+    except OSError as error:
+        raise DatasetError(f"{what} image {path} cannot be read ({error}).") from None
+
+
+def read_label_file(path: Path, what: str) -> np.ndarray:
+    """uint8 [H, W] values of a single-channel image (mode L, P, I or I;16 with values up to 255)."""
+    try:
+        with Image.open(path) as handle:
+            mode = handle.mode
+            raw = np.asarray(handle)
+    except OSError as error:
+        raise DatasetError(f"{what} {path} cannot be read as an image ({error}).") from None
+    if raw.ndim != 2:
+        raise DatasetError(
+            f"{what} {path} has mode {mode} and shape {raw.shape}; expected a single-channel image of class "
+            "values (mode L or P), not a colour rendering."
+        )
+    if raw.dtype != np.uint8:
+        if raw.dtype == bool or raw.min() < 0 or raw.max() > 255:
+            raise DatasetError(
+                f"{what} {path} holds values outside 0..255 (dtype {raw.dtype}, min {raw.min()}, max {raw.max()}); "
+                "expected 8-bit class values."
+            )
+        raw = raw.astype(np.uint8)
+    return raw
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS

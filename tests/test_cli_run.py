@@ -1,0 +1,149 @@
+"""End to end through the CLI: a tiny 2-cell grid trains, records, resumes and reports; bad input exits 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from segbench.cli import app
+
+TINY = {
+    "name": "tiny",
+    "datasets": [{"name": "synthetic", "params": {"n_train": 8, "n_val": 4, "height": 64, "width": 128, "seed": 3}}],
+    "models": ["unet"],
+    "encoders": ["resnet18"],
+    "losses": ["ce", "focal"],
+    "seeds": [0],
+    "train": {"epochs": 2, "batch_size": 4, "crop": [64, 128], "lr": 0.001},
+    "eval": {"batch_size": 4},
+    "measure": {"warmup": 1, "iters": 2, "batch_size": 2},
+}
+
+
+WIDE = {"COLUMNS": "200"}  # rich wraps tables to the terminal width; keep cell ids on one line
+
+
+def write_grid(path: Path, document: dict) -> Path:
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def records(results: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted((results / "cells").glob("*/record.json"))}
+
+
+@pytest.mark.slow
+def test_run_records_resume_and_force(tmp_path: Path):
+    grid = write_grid(tmp_path / "tiny.yaml", TINY)
+    results = tmp_path / "results"
+    runner = CliRunner(env=WIDE)
+    outcome = runner.invoke(app, ["run", str(grid), "--results", str(results), "--device", "cpu"])
+    assert outcome.exit_code == 0, outcome.output
+    found = records(results)
+    assert len(found) == 2
+    for cell_id, record in found.items():
+        assert record["status"] == "ok", record.get("error")
+        assert record["cell_id"] == cell_id and cell_id.startswith(record["slug"] + "-")
+        assert record["config"]["train"]["epochs"] == 2
+        matrix = torch.tensor(record["confusion_matrix"])
+        assert matrix.shape == (19, 19) and matrix.dtype == torch.int64
+        assert int(matrix.sum()) == record["metrics"]["num_pixels"] > 0
+        assert 0.0 <= record["metrics"]["miou"] <= 1.0
+        assert [h["epoch"] for h in record["history"]] == [1, 2]
+        assert record["cost"]["params"]["total"] == 14_330_819
+        assert record["environment"]["packages"]["torch"]
+        state = torch.load(results / "cells" / cell_id / "best.pt", weights_only=True)
+        assert "segmentation_head.0.weight" in state
+    assert "leaderboard" in outcome.output and "unet__resnet18__ce__synthetic__s0" in outcome.output
+
+    # Running again reuses both records untouched.
+    stamps = {cell_id: record["written_at"] for cell_id, record in found.items()}
+    again = runner.invoke(app, ["run", str(grid), "--results", str(results), "--device", "cpu"])
+    assert again.exit_code == 0, again.output
+    assert {k: r["written_at"] for k, r in records(results).items()} == stamps
+
+    # --force reruns them, and the same seed gives the same numbers (CPU determinism).
+    time.sleep(1.1)
+    forced = runner.invoke(app, ["run", str(grid), "--results", str(results), "--device", "cpu", "--force"])
+    assert forced.exit_code == 0, forced.output
+    rerun = records(results)
+    assert all(rerun[k]["written_at"] != stamps[k] for k in stamps)
+    assert all(rerun[k]["confusion_matrix"] == found[k]["confusion_matrix"] for k in stamps)
+
+
+def test_dry_run_lists_cells_and_writes_nothing(tmp_path: Path):
+    grid = write_grid(tmp_path / "tiny.yaml", {**TINY, "models": ["unet", "fpn"]})
+    results = tmp_path / "results"
+    outcome = CliRunner(env=WIDE).invoke(app, ["run", str(grid), "--results", str(results), "--dry-run"])
+    assert outcome.exit_code == 0, outcome.output
+    assert "4 cells" in outcome.output and "fpn__resnet18__focal__synthetic__s0" in outcome.output
+    assert not results.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"models": ["unte"]}, "did you mean 'unet'?"),
+        ({"train": {"epochs": "many", "batch_size": 4}}, "train.epochs"),
+        ({"datasets": [{"name": "cityscapes", "params": {"root": "/does/not/exist"}}]}, "/does/not/exist"),
+    ],
+)
+def test_bad_input_is_one_sentence_exit_2_and_nothing_written(tmp_path: Path, change: dict, expected: str):
+    grid = write_grid(tmp_path / "bad.yaml", {**TINY, **change})
+    results = tmp_path / "results"
+    outcome = CliRunner().invoke(app, ["run", str(grid), "--results", str(results), "--device", "cpu"])
+    assert outcome.exit_code == 2, outcome.output
+    assert expected in outcome.output
+    assert outcome.output.count("error:") == 1 and "Traceback" not in outcome.output
+    assert not (results / "cells").exists()
+
+
+def test_unavailable_cuda_is_refused(tmp_path: Path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    grid = write_grid(tmp_path / "tiny.yaml", TINY)
+    outcome = CliRunner().invoke(app, ["run", str(grid), "--results", str(tmp_path / "r"), "--device", "cuda"])
+    assert outcome.exit_code == 2 and "no CUDA GPU" in outcome.output
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_without_redoing_finished_cells(tmp_path: Path):
+    """Ctrl-C (SIGINT to the process group) mid-sweep, then the same command finishes the rest."""
+    document = {**TINY, "train": {**TINY["train"], "epochs": 4}}
+    grid = write_grid(tmp_path / "tiny.yaml", document)
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "segbench", "run", str(grid), "--results", str(results), "--device", "cpu"]
+    env = {**os.environ, "SEGBENCH_FAULT": "step_sleep=0.3", "COLUMNS": "200"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                               env=env)
+    deadline = time.monotonic() + 300
+    # Wait until the first cell has its record and the second cell's worker is training.
+    while time.monotonic() < deadline and not (
+        any(r["status"] == "ok" for r in records(results).values())
+        and len(list((results / "cells").glob("*/task.json"))) == 2
+    ):
+        time.sleep(0.2)
+    time.sleep(8)
+    os.killpg(process.pid, signal.SIGINT)
+    output = process.communicate(timeout=120)[0].decode()
+    assert process.returncode == 130, output
+    first = records(results)
+    finished = {k: r["written_at"] for k, r in first.items() if r["status"] == "ok"}
+    assert len(finished) == 1, output
+    assert sum(r["status"] == "interrupted" for r in first.values()) == 1, output
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**env, "SEGBENCH_FAULT": ""})
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    final = records(results)
+    assert len(final) == 2 and all(r["status"] == "ok" for r in final.values())
+    assert all(final[k]["written_at"] == stamp for k, stamp in finished.items())
