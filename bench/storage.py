@@ -10,8 +10,12 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write to a temporary file in the same folder, fsync (unless not `durable`), then rename over `path`.
+
+    Without fsync a power loss can leave an empty file behind the rename: acceptable only for caches that are
+    checked when read (such as the per-epoch training state), not for records.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -19,7 +23,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -54,11 +59,11 @@ def _nan_to_none(value: Any) -> Any:
     return value
 
 
-def atomic_torch_save(path: Path, obj: Any) -> None:
+def atomic_torch_save(path: Path, obj: Any, durable: bool = True) -> None:
     import io
 
     import torch
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), durable=durable)

@@ -119,7 +119,7 @@ def save_train_state(path: Path, cell: Cell, batch_size: int, state: TrainState,
             "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
             "python": _to_lists(random.getstate()),
         },
-    })
+    }, durable=False)  # a state lost to a power cut only means starting the cell over; load_train_state checks it
 
 
 def load_train_state(path: Path, cell: Cell, batch_size: int, model, optimizer, generator) -> TrainState | None:
