@@ -37,9 +37,11 @@ GATE ?= --fail-on miou:-0.01 --fail-on pixel_accuracy:-0.01 --fail-on params:+0%
 	--fail-on latency_ratio:+50% --fail-on-missing
 
 .PHONY: ci-results
+# A private, freshly generated dataset cache: a cache left by an older synthetic generator must not shift the metrics.
 ci-results: install  ## a fresh run of grids/ci.yaml and its summary (used by summary and baseline)
-	rm -rf $(CI_RESULTS)
-	$(SEGBENCH) run grids/ci.yaml --results $(CI_RESULTS) --device cpu || test $$? -eq 1  # failed cells: the gate names them
+	rm -rf $(CI_RESULTS) $(CI_RESULTS)-data
+	$(SEGBENCH) run grids/ci.yaml --results $(CI_RESULTS) --cache-dir $(CI_RESULTS)-data --device cpu \
+		|| test $$? -eq 1  # failed cells: the gate names them
 	$(SEGBENCH) summary $(CI_RESULTS) --out $(CI_RESULTS)/summary.json
 
 summary: ci-results  ## run grids/ci.yaml, summarise it and gate it against results/baseline/

@@ -1,0 +1,27 @@
+"""The `segbench` command: one module per command, joined here."""
+
+from __future__ import annotations
+
+import typer
+
+from segbench.cli import compare_cmd, data_cmd, evaluate_cmd, list_cmd, profile_cmd, report_cmd, run_cmd, summary_cmd
+
+app = typer.Typer(
+    name="segbench",
+    help="Benchmark semantic-segmentation architectures, encoders and losses: accuracy and cost.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("run")(run_cmd.run)
+app.add_typer(list_cmd.app, name="list")
+app.command("profile")(profile_cmd.profile)
+app.command("report")(report_cmd.report)
+app.command("summary")(summary_cmd.summary)
+app.command("compare")(compare_cmd.compare)
+app.add_typer(data_cmd.app, name="data")
+app.command("evaluate")(evaluate_cmd.evaluate)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,55 @@
+"""`segbench compare BASE CURRENT`: per-cell differences between two runs, and regression gates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from segbench.cli.common import err_console, user_errors
+
+
+@user_errors
+def compare(
+    base: Path = typer.Argument(..., help="Baseline: a results folder or a summary JSON file."),
+    current: Path = typer.Argument(..., help="Current run: a results folder or a summary JSON file."),
+    fail_on: list[str] = typer.Option(
+        [], "--fail-on",
+        help="FIELD:[+-]AMOUNT[%], the sign being the direction of a regression: miou:-0.02 fails on a drop of more "
+             "than 0.02, gmacs:+0% on any rise, latency_ratio:+25% on a rise of more than 25 %. Repeatable.",
+    ),
+    fail_on_missing: bool = typer.Option(False, "--fail-on-missing", help="Fail when a base cell is missing."),
+) -> None:
+    """Print per-cell differences; exit 1 when a check fails (2 on bad input). Cells whose config hashes differ are
+    "not comparable" and never fail a check; compare latency through latency_ratio, never absolute times."""
+    from segbench.compare import compare_summaries, format_value, parse_check
+    from segbench.summary import load_summary
+
+    checks = [parse_check(spec) for spec in fail_on]
+    outcome = compare_summaries(load_summary(base), load_summary(current), checks, fail_on_missing)
+    console = Console(width=160)
+    table = Table(title=f"{base} -> {current}")
+    for column in ("cell", "field", "base", "current", "change", "check", "verdict"):
+        table.add_column(column, justify="right" if column in ("base", "current", "change") else "left")
+    for row in outcome.rows:
+        style = "red" if row["verdict"] == "FAIL" else None
+        table.add_row(row["cell"], row["field"], format_value(row["base"]), format_value(row["current"]),
+                      row["change"], row["check"], row["verdict"], style=style)
+    console.print(table)
+    for item in outcome.not_comparable:
+        console.print(f"not comparable: {item['cell']} (config hash {item['base_hash']} -> {item['current_hash']}: "
+                      "measured under different settings; regenerate the baseline to compare it)")
+    for slug in outcome.missing_in_current:
+        console.print(f"missing in current: {slug}")
+    for slug in outcome.missing_in_base:
+        console.print(f"missing in base: {slug}")
+    if outcome.compared == 0:
+        err_console.print("warning: no cell could be compared (none is present on both sides with the same config "
+                          "hash); run `make baseline` if the grid or segbench's semantics changed on purpose.")
+    for failure in outcome.failures:
+        typer.echo(f"REGRESSION {failure.message}", err=True)
+    summary = f"{outcome.compared} cells compared, {len(outcome.failures)} checks failed"
+    err_console.print(summary if not outcome.failures else f"[red]{summary}[/]")
+    raise typer.Exit(outcome.exit_code)

@@ -1,0 +1,112 @@
+"""`segbench profile`: measure a model's cost (params, MACs, latency, memory) without training it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from segbench.cli.common import user_errors
+from segbench.errors import ConfigError
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'512x1024' -> (512, 1024): height x width in pixels."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if match is None or min(int(match[1]), int(match[2])) < 1:
+        raise ConfigError(f"--size '{text}' must be HEIGHTxWIDTH in pixels, e.g. 512x1024.")
+    return int(match[1]), int(match[2])
+
+
+def padded(size: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """The input size after padding each side up to a multiple of `multiple`, as the evaluation does."""
+    return tuple(-(-side // multiple) * multiple for side in size)  # type: ignore[return-value]
+
+
+@user_errors
+def profile(
+    model: str = typer.Option(..., "--model", "-m", help="Architecture, e.g. unet (`segbench list models`)."),
+    encoder: str = typer.Option("resnet34", "--encoder", "-e", help="Encoder, e.g. resnet34 or tu-<timm model>."),
+    classes: int = typer.Option(19, "--classes", min=1, help="Output classes."),
+    size: str = typer.Option("512x1024", "--size", help="Input HEIGHTxWIDTH (padded to the model's multiple)."),
+    batch: int = typer.Option(8, "--batch", min=1, help="Batch size for throughput and memory (latency also at 1)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    warmup: int = typer.Option(10, "--warmup", min=1, help="Untimed warm-up iterations."),
+    iters: int = typer.Option(50, "--iters", min=1, help="Timed iterations per batch size."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads while timing (default: torch's)."),
+    autocast: str = typer.Option("none", "--autocast", help="none, bfloat16 or float16 (CUDA only)."),
+    macs: bool = typer.Option(True, "--macs/--no-macs", help="Count MACs with fvcore."),
+    memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory of a training step and an "
+                                "inference batch (a fresh process on the CPU)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the measurements to this JSON file."),
+) -> None:
+    """Measure one model at one input size, randomly initialised: nothing is trained or downloaded."""
+    import torch
+
+    from segbench.config import MeasureConfig
+    from segbench.measure import measure_model
+    from segbench.models import MODELS, build_model
+    from segbench.runner import resolve_device
+    from segbench.storage import atomic_write_json
+
+    if autocast not in ("none", "bfloat16", "float16"):
+        raise ConfigError(f"--autocast must be none, bfloat16 or float16, not '{autocast}'.")
+    height, width = padded(parse_size(size), MODELS.get(model).pad_multiple)
+    settings = MeasureConfig(warmup=warmup, iters=iters, batch_size=batch, macs=macs, memory=memory, threads=threads)
+    torch_device = torch.device(resolve_device(device))
+    network = build_model(model, encoder=encoder, classes=classes)
+    cost = measure_model(network, (3, height, width), torch_device, settings,
+                         autocast_dtype=None if autocast == "none" else autocast)
+    result = {"model": model, "encoder": encoder, "classes": classes, "requested_size": list(parse_size(size)),
+              "device": str(torch_device), "cost": cost}
+    print_profile(Console(), result)
+    if json_path is not None:
+        atomic_write_json(json_path, result)
+
+
+def print_profile(console: Console, result: dict) -> None:
+    cost = result["cost"]
+    params, macs = cost["params"], cost.get("macs") or {}
+    latency = cost["latency"]
+    table = Table(title=f"{result['model']} / {result['encoder']}, {result['classes']} classes, input "
+                        f"{'x'.join(map(str, cost['input_shape']))} on {latency['conditions']['device']}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("params total / encoder / decoder",
+         " / ".join(f"{v / 1e6:.2f} M" if v is not None else "-"
+                    for v in (params["total"], params["encoder"], params["decoder"]))),
+        ("GMACs (fvcore, batch 1) / GFLOPs", f"{macs['gmacs']:.2f} / {macs['gflops']:.2f}" if "gmacs" in macs
+         else macs.get("error", "not counted")),
+        ("ops fvcore skipped", ", ".join(f"{k} x{v}" for k, v in (macs.get("unsupported_ops") or {}).items()) or "-"),
+    ]
+    for key in ("batch_1", "batch_n"):
+        stats = latency[key]
+        rows.append((f"latency batch {stats['batch_size']}: p50 / p90 / mean +- std (ms, n={stats['n']})",
+                     f"{stats['latency_ms_p50']:.2f} / {stats['latency_ms_p90']:.2f} / "
+                     f"{stats['latency_ms_mean']:.2f} +- {stats['latency_ms_std']:.2f}"))
+        rows.append((f"throughput batch {stats['batch_size']} (images/s)", f"{stats['throughput_images_per_s']:.1f}"))
+    rows.append(("reference workload p50 (ms)", f"{latency['reference']['latency_ms_p50']:.2f}"))
+    rows.append(("latency ratio (model / reference)", f"{latency['latency_ratio']:.3f}"))
+    conditions = latency["conditions"]
+    rows.append(("conditions", f"{conditions['threads']} threads, autocast {conditions['autocast'] or 'off'}, "
+                               f"cudnn.benchmark {conditions['cudnn_benchmark']}"))
+    memory = cost.get("memory") or {}
+    for phase in ("train_step", "inference"):
+        measured = memory.get(phase) or {}
+        if measured:
+            value = measured.get("peak_allocated_bytes", measured.get("increase_bytes"))
+            shape = "x".join(map(str, measured["input_shape"]))
+            text = measured["error"] if "error" in measured else f"{value / 2**20:,.0f} MiB"
+            rows.append((f"peak memory {phase.replace('_', ' ')} ({shape})", text))
+    if memory.get("estimate"):
+        rows.append(("torchinfo forward/backward size (estimate)",
+                     f"{memory['estimate']['forward_backward_bytes'] / 2**20:,.0f} MiB"))
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    if memory.get("method"):
+        console.print(f"memory: {memory['method']}")

@@ -1,0 +1,22 @@
+"""`segbench summary RESULTS_DIR --out FILE`: one compact row per cell, the input of baselines and gates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from segbench.cli.common import err_console, user_errors
+
+
+@user_errors
+def summary(
+    results: Path = typer.Argument(..., help="Results folder of a `segbench run` (holds cells/)."),
+    out: Path = typer.Option(Path("summary.json"), "--out", "-o", help="Summary JSON file to write."),
+) -> None:
+    """Write a summary of RESULTS: per cell slug its config hash, status, metrics, params, GMACs, latency ratio."""
+    from segbench.summary import ok_count, summarize_folder, write_summary
+
+    document = summarize_folder(results)
+    write_summary(document, out)
+    err_console.print(f"{len(document['cells'])} cells ({ok_count(document)} ok) summarised in {out}")

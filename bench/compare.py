@@ -1,0 +1,152 @@
+"""Compare two summaries cell by cell and gate regressions with small check objects.
+
+A check `FIELD:THRESHOLD` names a numeric summary field and how far it may move in the direction of a regression:
+the sign is that direction. `miou:-0.02` fails when mIoU drops by more than 0.02 (absolute); `gmacs:+0%` fails on any
+increase of GMACs; `latency_ratio:+25%` fails when the latency ratio grows by more than 25 % (relative). Cells whose
+config hashes differ were measured under different settings: they are "not comparable", never regressions.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from segbench.errors import ConfigError
+from segbench.registry import did_you_mean
+from segbench.summary import NUMERIC_FIELDS
+
+SPEC = re.compile(r"^(?P<field>[a-z0-9_]+):(?P<sign>[+-])(?P<amount>\d+(?:\.\d*)?|\.\d+)(?P<percent>%?)$")
+SHOWN_FIELDS = ("miou", "pixel_accuracy", "params", "gmacs", "latency_ratio")
+
+
+@dataclass(frozen=True)
+class Check:
+    """A regression threshold on one field. direction: +1 when an increase is the regression, -1 a decrease."""
+
+    field: str
+    direction: int
+    amount: float
+    relative: bool
+
+    @property
+    def spec(self) -> str:
+        sign = "+" if self.direction > 0 else "-"
+        return f"{self.field}:{sign}{self.amount:g}{'%' if self.relative else ''}"
+
+    def regressed(self, base: float, current: float) -> bool:
+        """Whether moving from `base` to `current` goes further in the regression direction than allowed."""
+        change = (current - base) * self.direction  # positive = towards the regression
+        if not self.relative:
+            return change > self.amount + 1e-12
+        if base == 0:
+            return change > 0
+        return change / abs(base) * 100 > self.amount + 1e-9
+
+
+def parse_check(text: str) -> Check:
+    """Parse `FIELD:[+-]AMOUNT[%]`; a malformed spec or an unknown field is a ConfigError (exit 2)."""
+    match = SPEC.match(text.strip())
+    if match is None:
+        raise ConfigError(
+            f"--fail-on '{text}' is not FIELD:[+-]AMOUNT[%]; write e.g. miou:-0.02 (absolute drop) or gmacs:+0% "
+            "(relative rise), the sign being the direction of a regression."
+        )
+    name = match["field"]
+    if name not in NUMERIC_FIELDS:
+        choices = sorted(NUMERIC_FIELDS)
+        raise ConfigError(f"--fail-on '{text}' names an unknown field '{name}'{did_you_mean(name, choices)}; "
+                          f"valid fields: {', '.join(choices)}.")
+    return Check(name, +1 if match["sign"] == "+" else -1, float(match["amount"]), bool(match["percent"]))
+
+
+@dataclass(frozen=True)
+class Failure:
+    cell: str
+    field: str
+    base: Any
+    current: Any
+    threshold: str
+
+    @property
+    def message(self) -> str:
+        if self.field == "status":
+            return f"{self.cell}: status went from {self.base} to {self.current} ({self.threshold})"
+        return (f"{self.cell}: {self.field} went from {format_value(self.base)} to {format_value(self.current)} "
+                f"({describe_change(self.base, self.current)}), beyond the threshold {self.threshold}")
+
+
+@dataclass
+class Comparison:
+    """Per-cell outcome: compared rows, cells that are not comparable, cells missing on one side, failures."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)  # cell, field, base, current, verdict
+    not_comparable: list[dict[str, Any]] = field(default_factory=list)
+    missing_in_current: list[str] = field(default_factory=list)
+    missing_in_base: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    compared: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+
+def _defined(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def format_value(value: Any) -> str:
+    if not _defined(value):
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    magnitude = abs(value)
+    return f"{value:.4f}" if magnitude < 1000 else f"{value:,.1f}"
+
+
+def describe_change(base: Any, current: Any) -> str:
+    if not (_defined(base) and _defined(current)):
+        return ""
+    delta = current - base
+    text = f"{delta:+,}" if isinstance(delta, int) else f"{delta:+.4g}"
+    if base:
+        text += f", {delta / abs(base) * 100:+.1f}%"
+    return text
+
+
+def compare_summaries(base: dict[str, Any], current: dict[str, Any], checks: list[Check],
+                      fail_on_missing: bool = False) -> Comparison:
+    """Compare every cell present in both summaries; run `checks` on cells with the same config hash."""
+    outcome = Comparison()
+    base_cells, current_cells = base["cells"], current["cells"]
+    outcome.missing_in_current = sorted(set(base_cells) - set(current_cells))
+    outcome.missing_in_base = sorted(set(current_cells) - set(base_cells))
+    if fail_on_missing:
+        outcome.failures += [Failure(slug, "status", "present", "missing", "--fail-on-missing")
+                             for slug in outcome.missing_in_current]
+    by_field = {check.field: check for check in checks}
+    fields = list(SHOWN_FIELDS) + [name for name in by_field if name not in SHOWN_FIELDS]
+    for slug in sorted(set(base_cells) & set(current_cells)):
+        before, after = base_cells[slug], current_cells[slug]
+        if before["config_hash"] != after["config_hash"]:
+            outcome.not_comparable.append({"cell": slug, "base_hash": before["config_hash"],
+                                           "current_hash": after["config_hash"]})
+            continue
+        outcome.compared += 1
+        if before["status"] == "ok" and after["status"] != "ok":
+            outcome.failures.append(Failure(slug, "status", before["status"], after["status"],
+                                            f"error: {after.get('error')}"))
+        for name in fields:
+            check = by_field.get(name)
+            old, new = before.get(name), after.get(name)
+            verdict = ""
+            if check is not None and _defined(old) and _defined(new):
+                verdict = "FAIL" if check.regressed(old, new) else "ok"
+                if verdict == "FAIL":
+                    outcome.failures.append(Failure(slug, name, old, new, check.spec))
+            outcome.rows.append({"cell": slug, "field": name, "base": old, "current": new,
+                                 "change": describe_change(old, new), "check": check.spec if check else "",
+                                 "verdict": verdict})
+    return outcome

@@ -1,0 +1,236 @@
+"""`segbench report`: a self-contained Markdown report (report.md, figures/, CSV tables) regenerated from records.
+
+Nothing is trained or measured here: every number comes from the records under RESULTS/cells, every picture from
+them and from the example PNGs the records point to. Per dataset: leaderboard, accuracy-cost Pareto plots, micro vs
+macro scores, per-class IoU, the best cell's confusion matrix and example predictions, training curves and cost.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import segbench
+from segbench import report_figures as figures
+from segbench import report_tables as tables
+from segbench.errors import ConfigError
+from segbench.records import STATUS_OK, cells_dir, load_records, now_iso
+from segbench.summary import select_latest
+
+MICRO_NOTE = (
+    "Micro scores pool every pixel over classes, so for single-label predictions micro sensitivity = micro Dice = "
+    "micro accuracy = pixel accuracy and micro specificity = 1 - E/((C-1)N) approaches 1 as the number of classes C "
+    "grows; macro scores average per class, so a rare class weighs as much as road, which is why they are lower."
+)
+METRIC_NOTE = (
+    "All metrics derive from one int64 confusion matrix per evaluation, accumulated over the whole val split with "
+    "ignore pixels dropped. IoU = TP/(TP+FP+FN), Dice = 2TP/(2TP+FP+FN); macro means (mIoU, mDice) run over the "
+    "classes present in the ground truth or the prediction; pixel accuracy = trace/N; micro IoU = (N-E)/(N+E). "
+    "GMACs are fvcore's count at batch 1 (one fused multiply-add = one MAC; GFLOPs = 2 x GMACs). Latency: eval mode, "
+    "`torch.inference_mode()`, warm-up then timed iterations, median (p50) at batch 1; throughput at the "
+    "measurement batch size. The latency ratio divides it by a fixed reference workload timed in the same process. "
+    "Peak memory: CUDA allocator peak per phase, or on the CPU the resident-set increase of a fresh process."
+)
+
+
+def _slugify(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "dataset"
+
+
+class ReportWriter:
+    """Collects Markdown sections, figures and CSV files under one output folder."""
+
+    def __init__(self, results: Path, out: Path) -> None:
+        self.results, self.out = results, out
+        self.figures_dir = out / "figures"
+        self.lines: list[str] = []
+        self.written: list[Path] = []
+
+    def add(self, *lines: str) -> None:
+        self.lines.extend(lines)
+        self.lines.append("")
+
+    def csv(self, frame: pd.DataFrame, name: str) -> str:
+        path = self.out / name
+        frame.to_csv(path, index=frame.index.name is not None)
+        self.written.append(path)
+        return f"[{name}]({name})"
+
+    def figure(self, path: Path | None, caption: str) -> None:
+        if path is None:
+            return
+        self.written.append(path)
+        self.add(f"![{caption}]({path.relative_to(self.out).as_posix()})")
+
+    def table(self, frame: pd.DataFrame, columns: dict[str, tables.Column] | None, csv_name: str | None) -> None:
+        if frame.empty:
+            self.add("_(none)_")
+            return
+        self.add(tables.markdown_table(frame, columns))
+        if csv_name:
+            self.add(f"CSV (raw units): {self.csv(frame, csv_name)}")
+
+
+def write_report(results: Path, out: Path | None = None) -> Path:
+    """Write `report.md`, `figures/` and CSV tables for a results folder; returns the path of report.md."""
+    results = Path(results)
+    if not cells_dir(results).is_dir():
+        raise ConfigError(f"{results} is not a results folder (no cells/ inside); pass the --results folder of a run.")
+    loaded = load_records(results)
+    if not loaded.records:
+        raise ConfigError(f"{results} holds no readable record; run a grid into it first.")
+    out = Path(out) if out else results / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (out / "figures").glob("*.png"):  # figures of an earlier report that this one may not redraw
+        stale.unlink()
+    selection = select_latest(loaded.records)
+    ok = [r for r in selection.records if r["status"] == STATUS_OK]
+    failed = [r for r in selection.records if r["status"] != STATUS_OK]
+    writer = ReportWriter(results, out)
+    writer.add(f"# segbench report: {results.name}", "",
+               f"Generated {now_iso()} from the records in `{results}` alone: {len(selection.records)} cells "
+               f"({len(ok)} ok, {len(failed)} not ok), {len(selection.superseded)} superseded records, "
+               f"{len(loaded.unreadable)} unreadable. Regenerate with `segbench report {results}`.")
+    datasets: dict[str, list[dict[str, Any]]] = {}
+    for record in ok:
+        datasets.setdefault(tables.dataset_key(record), []).append(record)
+    writer.add("## Contents", *[f"- [{name}](#dataset-{_slugify(name).lower()})" for name in datasets],
+               "- [Seeds](#seeds)", "- [Failed cells](#failed-cells)", "- [Not comparable](#not-comparable)",
+               "- [Environment](#environment)", "- [Metric definitions](#metric-definitions)")
+    for name, records in datasets.items():
+        _dataset_sections(writer, name, records)
+    _seed_section(writer, ok)
+    _failed_section(writer, failed, loaded.unreadable)
+    _superseded_section(writer, selection)
+    writer.add("## Environment")
+    writer.table(tables.environment_frame(selection.records), None, "environment.csv")
+    _definitions_section(writer)
+    report = out / "report.md"
+    report.write_text("\n".join(writer.lines), encoding="utf-8")
+    return report
+
+
+def _dataset_sections(writer: ReportWriter, name: str, records: list[dict[str, Any]]) -> None:
+    slug = _slugify(name)
+    best = max(records, key=lambda r: r["metrics"]["miou"] if r["metrics"].get("miou") is not None else -1)
+    classes = (best.get("dataset") or {}).get("classes") or [str(i) for i in range(len(best["confusion_matrix"]))]
+    conditions = ((best.get("cost") or {}).get("latency") or {}).get("conditions") or {}
+    batch_n = (((best.get("cost") or {}).get("latency") or {}).get("batch_n") or {}).get("batch_size")
+    writer.add(f"## Dataset: {name}", f"{len(records)} cells; best by val mIoU: `{best['slug']}`.")
+    writer.add("### Leaderboard",
+               f"Best value of each column in bold. Latency: median at batch 1; throughput at batch {batch_n}; "
+               f"measured on {conditions.get('device', '?')} ({conditions.get('device_type', '?')}, threads: "
+               f"{conditions.get('threads', '?')}, autocast: {conditions.get('autocast') or 'off'}); absolute times "
+               "on a shared machine swing with its load, the latency ratio in the cost table below does not. "
+               "Peak memory: one training step / one inference batch (CPU: resident-set increase of a fresh process; "
+               "CUDA: peak allocated).")
+    writer.table(tables.leaderboard_frame(records), tables.LEADERBOARD, f"leaderboard-{slug}.csv")
+    writer.add("### Accuracy vs cost")
+    writer.figure(figures.pareto_figure(records, writer.figures_dir / f"{slug}-pareto.png", name),
+                  "mIoU vs latency and vs GMACs with the Pareto front")
+    writer.add("### Micro vs macro scores", MICRO_NOTE)
+    writer.table(tables.seed_style_frame(records), tables.SEED_STYLE, f"micro-macro-{slug}.csv")
+    writer.add("### Per-class IoU", "IoU (%) per class and cell; `-`: class absent from ground truth and prediction.")
+    per_class = tables.per_class_iou_frame(records, classes)
+    percent_columns = {name: tables.Column(name, tables.fixed(1, 0.01)) for name in per_class.columns}
+    writer.add(tables.markdown_table(per_class.reset_index(), {"class": tables.Column("class", str),
+                                                               **percent_columns}))
+    writer.add(f"CSV: {writer.csv(per_class, f'per-class-iou-{slug}.csv')}")
+    writer.figure(figures.per_class_heatmap(per_class, writer.figures_dir / f"{slug}-per-class-iou.png", name),
+                  "per-class IoU heatmap")
+    writer.figure(figures.iou_vs_share_figure(records, best, classes, writer.figures_dir / f"{slug}-iou-vs-share.png",
+                                              name), "IoU vs class pixel share")
+    writer.add(f"### Best cell: {best['slug']}", f"Checkpoint: {best.get('selection', 'best val mIoU')}.")
+    writer.figure(figures.confusion_figure(best, classes, writer.figures_dir / f"{slug}-confusion.png", name),
+                  "row-normalised confusion matrix")
+    cell_dir = writer.results / "cells" / best["cell_id"]
+    writer.figure(figures.examples_figure(best, cell_dir, writer.figures_dir / f"{slug}-examples.png", name),
+                  "best and worst val images")
+    writer.add("### Training curves")
+    writer.figure(figures.training_curves_figure(records, writer.figures_dir / f"{slug}-training.png", name),
+                  "training loss and val mIoU per epoch")
+    writer.add("### Cost in detail",
+               "Parameters are unique tensors (encoder / decoder split); GFLOPs = 2 x fvcore GMACs at batch 1 "
+               f"(input {tables.shape_text(((best.get('cost') or {}).get('macs') or {}).get('input_shape'))}). The "
+               "latency ratio (model p50 / reference p50, same process) is what regression gates compare. "
+               "torchinfo's forward/backward size is an estimate (it ignores parameter-free layers).")
+    cost = tables.cost_frame(records)
+    writer.table(cost, tables.COST, f"cost-{slug}.csv")
+    skipped = sorted({op for r in records for op in (((r.get("cost") or {}).get("macs") or {}).get("unsupported_ops")
+                                                      or {})})
+    if skipped:
+        writer.add("Operators fvcore skipped (not in the MAC counts; calls per cell in the CSV): "
+                   f"{', '.join(f'`{op}`' for op in skipped)}.")
+
+
+def _seed_section(writer: ReportWriter, records: list[dict[str, Any]]) -> None:
+    writer.add("## Seeds", "Cells that differ only by seed, grouped: mean +- sample std over seeds (n = seeds).")
+    groups = tables.seed_groups_frame(records)
+    if groups.empty:
+        writer.add("_(no successful cells)_")
+        return
+    shown = groups.copy()
+    for metric in ("miou", "pixel_accuracy", "mdice"):
+        shown[metric] = [_mean_std(m, s) for m, s in zip(shown[f"{metric}_mean"], shown[f"{metric}_std"], strict=True)]
+    columns = {"configuration": tables.Column("configuration", str), "n": tables.Column("n", str),
+               "seeds": tables.Column("seeds", str), "miou": tables.Column("mIoU %", str),
+               "pixel_accuracy": tables.Column("pixel acc %", str), "mdice": tables.Column("mDice %", str)}
+    writer.add(tables.markdown_table(shown, columns))
+    writer.add(f"CSV: {writer.csv(groups, 'seed-groups.csv')}")
+    writer.add(_noise_sentence(groups))
+
+
+def _mean_std(mean: float, std: float) -> str:
+    if pd.isna(mean):
+        return "-"
+    return f"{mean * 100:.2f}" if pd.isna(std) else f"{mean * 100:.2f} +- {std * 100:.2f}"
+
+
+def _noise_sentence(groups: pd.DataFrame) -> str:
+    if len(groups) < 2:
+        return "Only one configuration: nothing to compare."
+    first, second = groups.iloc[0], groups.iloc[1]
+    gap = (first["miou_mean"] - second["miou_mean"]) * 100
+    stds = [s for s in (first["miou_std"], second["miou_std"]) if not pd.isna(s)]
+    if not stds:
+        return (f"The top two configurations differ by {gap:.2f} mIoU points, each from one seed; seed-to-seed "
+                "variation of mIoU is commonly 1-2 points, so run more seeds before reading much into it.")
+    noise = max(stds) * 100
+    verdict = "within" if gap <= noise else "beyond"
+    return (f"The top two configurations differ by {gap:.2f} mIoU points, {verdict} the larger seed std "
+            f"({noise:.2f} points).")
+
+
+def _failed_section(writer: ReportWriter, failed: list[dict[str, Any]], unreadable: list[str]) -> None:
+    writer.add("## Failed cells")
+    if not failed and not unreadable:
+        writer.add("None: every cell finished.")
+        return
+    writer.table(tables.failed_frame(failed), None, "failed.csv" if failed else None)
+    for message in unreadable:
+        writer.add(f"- unreadable record: {message}")
+
+
+def _superseded_section(writer: ReportWriter, selection) -> None:
+    writer.add("## Not comparable")
+    if not selection.superseded:
+        writer.add("Every slug has one record.")
+        return
+    writer.add("These older records share a slug with a newer one but were produced under a different configuration "
+               "(different config hash); they are not comparable with it and are left out of every table above.")
+    newest = {r["slug"]: r for r in selection.records}
+    rows = [{"cell": r["slug"], "old hash": r["config_hash"], "shown hash": newest[r["slug"]]["config_hash"],
+             "old record written": r.get("written_at")} for r in selection.superseded]
+    writer.table(pd.DataFrame(rows), None, None)
+
+
+def _definitions_section(writer: ReportWriter) -> None:
+    docs = Path(segbench.__file__).resolve().parents[1] / "docs" / "metrics.md"
+    link = os.path.relpath(docs, writer.out.resolve()) if docs.is_file() else "docs/metrics.md"
+    writer.add("## Metric definitions", METRIC_NOTE,
+               f"Full definitions and how other libraries differ: [docs/metrics.md]({Path(link).as_posix()}) in the "
+               "segbench repository.")

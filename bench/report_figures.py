@@ -1,0 +1,284 @@
+"""The report's figures, drawn with matplotlib's Agg backend from records (and the example PNGs records point to).
+
+Each function writes one PNG and returns its path. Cells are labelled model/encoder/loss/s<seed>; where many labels
+would collide (scatter plots) points carry numbers and a key beside the axes names them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from segbench.report_tables import short_label  # noqa: E402
+
+DPI = 110
+IGNORE_COLOUR = (0, 0, 0)
+CORRECT_COLOUR = (215, 215, 215)
+WRONG_COLOUR = (220, 30, 30)
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def pareto_front(xs: list[float], ys: list[float]) -> list[int]:
+    """Indices of the points no other point beats (lower or equal x and higher y), sorted by x."""
+    order = sorted(range(len(xs)), key=lambda i: (xs[i], -ys[i]))
+    front: list[int] = []
+    best_y = -math.inf
+    for index in order:
+        if ys[index] > best_y:
+            front.append(index)
+            best_y = ys[index]
+    return front
+
+
+def pareto_figure(records: list[dict[str, Any]], path: Path, title: str) -> Path | None:
+    """mIoU against latency (batch 1) and against GMACs, with the Pareto front drawn and its cells named."""
+    from segbench.summary import cell_row
+
+    rows = [(short_label(r), cell_row(r)) for r in records]
+    axes_spec = [("latency_ms_p50", "latency p50 at batch 1 (ms)"), ("gmacs", "GMACs at batch 1")]
+    usable = [(label, row) for label, row in rows if row["miou"] is not None]
+    if not usable:
+        return None
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    numbers = {label: number for number, (label, _) in enumerate(usable, 1)}
+    for axis, (key, xlabel) in zip(axes, axes_spec, strict=True):
+        points = [(label, row[key], row["miou"] * 100) for label, row in usable if row[key] is not None]
+        if not points:
+            axis.text(0.5, 0.5, f"no {key} measured", ha="center", transform=axis.transAxes)
+            continue
+        xs, ys = [p[1] for p in points], [p[2] for p in points]
+        front = pareto_front(xs, ys)
+        axis.scatter(xs, ys, s=36, color="tab:blue", zorder=3)
+        axis.plot([xs[i] for i in front], [ys[i] for i in front], "-o", color="tab:red", ms=10, mfc="none",
+                  drawstyle="steps-post", zorder=2)
+        for members in _clusters(xs, ys):
+            text = ",".join(str(numbers[points[i][0]]) for i in members)
+            weight = "bold" if any(i in front for i in members) else "normal"
+            axis.annotate(text, (xs[members[0]], ys[members[0]]), xytext=(6, 5), textcoords="offset points",
+                          fontsize=9, fontweight=weight)
+        axis.set_xlabel(xlabel)
+        axis.grid(alpha=0.3)
+        axis.set_title(f"mIoU vs {xlabel.split(' (')[0]}")
+        axis.margins(x=0.12, y=0.12)
+    axes[0].set_ylabel("mIoU (%)")
+    key = "\n".join(f"{n}  {label}" for label, n in numbers.items())
+    figure.text(1.0, 0.5, key, va="center", ha="left", fontsize=8, family="monospace")
+    handles = [plt.Line2D([], [], marker="o", ls="", color="tab:blue", label="cell (number: see key)"),
+               plt.Line2D([], [], marker="o", color="tab:red", mfc="none", label="Pareto front (bold numbers)")]
+    figure.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, -0.06))
+    figure.suptitle(f"{title}: accuracy vs cost; up and to the left is better")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _clusters(xs: list[float], ys: list[float], radius: float = 0.035) -> list[list[int]]:
+    """Groups of points that would overlap on the plot (within `radius` of the axes' ranges), so that they get
+    one label "2,3" instead of two labels printed over each other."""
+    span_x = (max(xs) - min(xs)) or 1.0
+    span_y = (max(ys) - min(ys)) or 1.0
+    groups: list[list[int]] = []
+    for index in sorted(range(len(xs)), key=lambda i: (xs[i], ys[i])):
+        for group in groups:
+            anchor = group[0]
+            if abs(xs[index] - xs[anchor]) / span_x < radius and abs(ys[index] - ys[anchor]) / span_y < radius:
+                group.append(index)
+                break
+        else:
+            groups.append([index])
+    return [sorted(group) for group in groups]
+
+
+def per_class_heatmap(frame, path: Path, title: str) -> Path:
+    """Heatmap of per-class IoU: classes (rows) x cells (columns); grey where the class is absent."""
+    values = frame.to_numpy(dtype=float) * 100
+    height = max(4.0, 0.32 * len(frame.index) + 2)
+    width = max(6.0, 0.9 * len(frame.columns) + 3)
+    figure, axis = plt.subplots(figsize=(width, height))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#cccccc")
+    image = axis.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0, vmax=100, aspect="auto")
+    axis.set_yticks(range(len(frame.index)), labels=list(frame.index), fontsize=8)
+    axis.set_xticks(range(len(frame.columns)), labels=list(frame.columns), fontsize=8, rotation=35, ha="right")
+    if len(frame.columns) <= 14:
+        for (row, column), value in np.ndenumerate(values):
+            if not math.isnan(value):
+                axis.text(column, row, f"{value:.0f}", ha="center", va="center", fontsize=7,
+                          color="white" if value < 60 else "black")
+    figure.colorbar(image, ax=axis, label="IoU (%)", fraction=0.04)
+    axis.set_title(f"{title}: per-class IoU (grey: class absent from ground truth and prediction)", fontsize=10)
+    return _save(figure, path)
+
+
+def iou_vs_share_figure(records: list[dict[str, Any]], best: dict[str, Any], classes: list[str], path: Path,
+                        title: str) -> Path:
+    """IoU of each class against its share of ground-truth pixels (log scale): one point per class of the best
+    cell, named; the other cells' points in grey."""
+    figure, axis = plt.subplots(figsize=(9, 5.5))
+    for record in records:
+        if record is best:
+            continue
+        share, iou = _share_and_iou(record)
+        axis.scatter(share, iou, s=12, color="0.75", zorder=1)
+    share, iou = _share_and_iou(best)
+    axis.scatter(share, iou, s=30, color="tab:blue", zorder=3, label=f"best cell: {short_label(best)}")
+    axis.set_xscale("log")
+    axis.set_ylim(-3, 103)
+    named = [(name, x, y) for name, x, y in zip(classes, share, iou, strict=False) if not math.isnan(y)]
+    place_labels(figure, axis, sorted(named, key=lambda item: (item[1], item[2])))
+    axis.scatter([], [], s=12, color="0.75", label="other cells")
+    axis.set_xlabel("share of ground-truth pixels (log scale)")
+    axis.set_ylabel("IoU (%)")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="upper left", fontsize=8)
+    axis.set_title(f"{title}: IoU vs class pixel share")
+    return _save(figure, path)
+
+
+def place_labels(figure: plt.Figure, axis: plt.Axes, items: list[tuple[str, float, float]], fontsize: int = 7) -> None:
+    """Name each point (text, x, y) without two names overlapping: a name that would collide with one already placed
+    moves up in steps, tied to its point by a thin leader line. Set the axis scales and limits first."""
+    renderer = figure.canvas.get_renderer()
+    placed = []
+    for text, x, y in items:
+        offset = 3
+        for _ in range(60):
+            label = axis.annotate(text, (x, y), xytext=(4, offset), textcoords="offset points", fontsize=fontsize)
+            box = label.get_window_extent(renderer).expanded(1.05, 1.15)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            label.remove()
+            offset += 6
+        placed.append(box)
+        if offset > 3:
+            axis.annotate("", (x, y), xytext=(4, offset), textcoords="offset points",
+                          arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.55", "shrinkA": 0, "shrinkB": 2})
+
+
+def _share_and_iou(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    per_class = (record.get("metrics") or {}).get("per_class") or {}
+    share = np.array([math.nan if v is None else v for v in per_class.get("gt_share") or []], dtype=float)
+    iou = np.array([math.nan if v is None else v * 100 for v in per_class.get("iou") or []], dtype=float)
+    keep = share > 0  # classes absent from the ground truth have no place on a log axis
+    return share[keep], iou[keep]
+
+
+def training_curves_figure(records: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """Training loss and val mIoU per epoch, one line per cell."""
+    figure, (loss_axis, miou_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
+    colours = plt.get_cmap("tab10" if len(records) <= 10 else "tab20")
+    for index, record in enumerate(records):
+        history = record.get("history") or []
+        colour = colours(index % colours.N)
+        epochs = [h["epoch"] for h in history]
+        loss_axis.plot(epochs, [h.get("train_loss") for h in history], "-o", ms=4, color=colour,
+                       label=short_label(record))
+        evaluated = [h for h in history if h.get("val_miou") is not None]
+        miou_axis.plot([h["epoch"] for h in evaluated], [h["val_miou"] * 100 for h in evaluated], "-o", ms=4,
+                       color=colour)
+    loss_axis.set(xlabel="epoch", ylabel="training loss (mean over the epoch)", title="training loss")
+    miou_axis.set(xlabel="epoch", ylabel="val mIoU (%)", title="val mIoU")
+    last_epoch = max((h["epoch"] for r in records for h in r.get("history") or []), default=1)
+    for axis in (loss_axis, miou_axis):
+        axis.grid(alpha=0.3)
+        axis.set_xlim(0.5, last_epoch + 0.5)
+        if last_epoch <= 15:
+            axis.set_xticks(range(1, last_epoch + 1))
+        else:
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    figure.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(4, max(1, len(records))), fontsize=8)
+    figure.suptitle(f"{title}: training curves")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def confusion_figure(record: dict[str, Any], classes: list[str], path: Path, title: str) -> Path:
+    """Row-normalised confusion matrix (rows: ground truth) of one cell, with class names."""
+    matrix = np.asarray(record["confusion_matrix"], dtype=np.float64)
+    totals = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, totals, out=np.full_like(matrix, np.nan), where=totals > 0)
+    size = max(6.0, 0.42 * len(classes) + 2.5)
+    figure, axis = plt.subplots(figsize=(size + 1, size))
+    cmap = plt.get_cmap("Blues").with_extremes(bad="#eeeeee")
+    image = axis.imshow(np.ma.masked_invalid(normalised), cmap=cmap, vmin=0, vmax=1)
+    axis.set_xticks(range(len(classes)), labels=classes, rotation=60, ha="right", fontsize=8)
+    axis.set_yticks(range(len(classes)), labels=classes, fontsize=8)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("ground-truth class")
+    if len(classes) <= 25:
+        for (row, column), value in np.ndenumerate(normalised):
+            if not math.isnan(value) and value >= 0.01:
+                axis.text(column, row, f"{value:.2f}".lstrip("0"), ha="center", va="center", fontsize=6,
+                          color="white" if value > 0.5 else "black")
+    figure.colorbar(image, ax=axis, fraction=0.04, label="share of the ground-truth row")
+    axis.set_title(f"{title}: confusion matrix of {short_label(record)}\n(row-normalised; grey rows: class absent "
+                   "from the ground truth)", fontsize=10)
+    return _save(figure, path)
+
+
+def colourise(label: np.ndarray, palette: list[list[int]], ignore_index: int) -> np.ndarray:
+    """A class-index map [H, W] as an RGB image [H, W, 3] in the dataset palette; ignore pixels black."""
+    lookup = np.zeros((256, 3), dtype=np.uint8)
+    lookup[: len(palette)] = np.asarray(palette, dtype=np.uint8)
+    lookup[ignore_index] = IGNORE_COLOUR
+    return lookup[label]
+
+
+def error_map(label: np.ndarray, pred: np.ndarray, ignore_index: int) -> np.ndarray:
+    """Correct pixels light grey, wrong ones red, ignore pixels black."""
+    out = np.empty((*label.shape, 3), dtype=np.uint8)
+    out[:] = CORRECT_COLOUR
+    out[pred != label] = WRONG_COLOUR
+    out[label == ignore_index] = IGNORE_COLOUR
+    return out
+
+
+def examples_figure(record: dict[str, Any], cell_dir: Path, path: Path, title: str) -> Path | None:
+    """image | ground truth | prediction | error map for the best and worst val images saved with the cell."""
+    from PIL import Image
+
+    examples = [e for e in record.get("examples") or [] if all((cell_dir / e[k]).is_file()
+                                                                for k in ("image", "label", "pred"))]
+    if not examples:
+        return None
+    dataset = record.get("dataset") or {}
+    palette, ignore = dataset.get("palette") or [], dataset.get("ignore_index", 255)
+    first = np.asarray(Image.open(cell_dir / examples[0]["image"]))
+    aspect = first.shape[1] / first.shape[0]
+    figure, axes = plt.subplots(len(examples), 4, figsize=(4 * 2.4 * min(aspect, 2.5), 2.5 * len(examples) + 0.8),
+                                squeeze=False)
+    for row, example in zip(axes, examples, strict=True):
+        image = np.asarray(Image.open(cell_dir / example["image"]).convert("RGB"))
+        label = np.asarray(Image.open(cell_dir / example["label"]))
+        pred = np.asarray(Image.open(cell_dir / example["pred"]))
+        panels = [image, colourise(label, palette, ignore), colourise(pred, palette, ignore),
+                  error_map(label, pred, ignore)]
+        for axis, panel in zip(row, panels, strict=True):
+            axis.imshow(panel, interpolation="nearest")
+            axis.set_xticks([])
+            axis.set_yticks([])
+        row[0].set_ylabel(f"{example['rank']}\n{example['sample_id']}\nacc {example['pixel_accuracy'] * 100:.1f}%",
+                          fontsize=8)
+    for axis, name in zip(axes[0], ("image", "ground truth", "prediction", "error map"), strict=True):
+        axis.set_title(name, fontsize=10)
+    legend = [Patch(color=np.array(CORRECT_COLOUR) / 255, label="correct"),
+              Patch(color=np.array(WRONG_COLOUR) / 255, label="wrong"),
+              Patch(color=np.array(IGNORE_COLOUR) / 255, label="ignored (void)")]
+    figure.legend(handles=legend, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    figure.suptitle(f"{title}: {short_label(record)}, best and worst val images by pixel accuracy", fontsize=10)
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    return _save(figure, path)

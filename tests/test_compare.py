@@ -1,0 +1,174 @@
+"""Regression gates: check parsing, detection with messages that name the cell, field, values and threshold,
+"not comparable" cells, missing cells, and the exit codes of `segbench compare` and `segbench summary`."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from segbench.cli import app
+from segbench.compare import Check, compare_summaries, parse_check
+from segbench.errors import ConfigError
+from segbench.measure import count_macs, count_params
+from segbench.records import RECORD_SCHEMA_VERSION, write_record
+from segbench.summary import load_summary, summarize
+
+SLUG = "unet__resnet18__ce__synthetic__s0"
+
+
+def record(slug: str = SLUG, config_hash: str = "abc123", miou: float = 0.5, cost: dict | None = None,
+           status: str = "ok", latency_ratio: float = 1.0, written_at: str = "2026-01-01T00:00:00+00:00") -> dict:
+    """A record with the fields a summary reads; `cost` comes from real measurements where a test needs them."""
+    model, encoder, loss, dataset, seed = slug.split("__")
+    return {
+        "schema_version": RECORD_SCHEMA_VERSION, "cell_id": f"{slug}-{config_hash}", "slug": slug,
+        "config_hash": config_hash, "status": status, "written_at": written_at,
+        "config": {"model": model, "encoder": encoder, "loss": {"name": loss}, "dataset": {"name": dataset},
+                   "seed": int(seed[1:])},
+        "error": None if status == "ok" else {"kind": "exception", "message": "RuntimeError: boom"},
+        "metrics": {"miou": miou, "pixel_accuracy": 0.8, "mdice": 0.6, "micro_iou": 0.7} if status == "ok" else None,
+        "cost": {**(cost or {"params": {"total": 1000}, "macs": {"macs": 2_000_000, "gmacs": 0.002}}),
+                 "latency": {"latency_ratio": latency_ratio, "batch_1": {"latency_ms_p50": 12.0}}},
+        "timing": {"train_time_s": 10.0},
+    }
+
+
+@pytest.fixture(scope="module")
+def widths() -> tuple[dict, dict]:
+    """Real params and MACs of a U-Net and of the same U-Net with a wider decoder (a deliberate change)."""
+    import segmentation_models_pytorch as smp
+
+    costs = []
+    for channels in ((64, 32, 16, 8, 4), (96, 48, 24, 12, 6)):
+        model = smp.Unet("resnet18", encoder_weights=None, classes=19, decoder_channels=channels)
+        costs.append({"params": count_params(model), "macs": count_macs(model.eval(), (1, 3, 64, 128))})
+    return costs[0], costs[1]
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("miou:-0.02", Check("miou", -1, 0.02, False)),
+    ("gmacs:+0%", Check("gmacs", +1, 0.0, True)),
+    ("latency_ratio:+25%", Check("latency_ratio", +1, 25.0, True)),
+    (" params:+.5% ", Check("params", +1, 0.5, True)),
+])
+def test_checks_parse(spec: str, expected: Check):
+    assert parse_check(spec) == expected
+    assert parse_check(expected.spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["miou", "miou:0.02", "miou:-x", "miou:-0.02%%", "mIoU:-0.02", "accuracy:-1%",
+                                  "miou=-0.02", ""])
+def test_bad_checks_are_config_errors(spec: str):
+    with pytest.raises(ConfigError, match="--fail-on"):
+        parse_check(spec)
+
+
+def test_check_directions_and_thresholds():
+    drop = parse_check("miou:-0.02")
+    assert drop.regressed(0.50, 0.47) and not drop.regressed(0.50, 0.49) and not drop.regressed(0.5, 0.9)
+    rise = parse_check("gmacs:+0%")
+    assert rise.regressed(1.0, 1.0001) and not rise.regressed(1.0, 1.0) and not rise.regressed(1.0, 0.5)
+    ratio = parse_check("latency_ratio:+25%")
+    assert ratio.regressed(1.0, 1.3) and not ratio.regressed(1.0, 1.2)
+    assert parse_check("params:+0%").regressed(0, 5)  # any rise from zero is infinitely many percent
+
+
+def test_a_wider_model_and_a_worse_metric_fail_the_gate_with_messages(widths):
+    narrow, wide = widths
+    assert wide["params"]["total"] > narrow["params"]["total"] and wide["macs"]["macs"] > narrow["macs"]["macs"]
+    base = summarize([record(cost=narrow, miou=0.50)])
+    current = summarize([record(cost=wide, miou=0.45)])
+    checks = [parse_check(s) for s in ("miou:-0.02", "params:+0%", "gmacs:+0%", "latency_ratio:+50%")]
+    outcome = compare_summaries(base, current, checks)
+    assert outcome.exit_code == 1 and outcome.compared == 1
+    failed = {failure.field: failure.message for failure in outcome.failures}
+    assert set(failed) == {"miou", "params", "gmacs"}
+    assert failed["miou"].startswith(SLUG) and "0.5000 to 0.4500" in failed["miou"] and "miou:-0.02" in failed["miou"]
+    assert f"{narrow['params']['total']:,} to {wide['params']['total']:,}" in failed["params"]
+    assert "params:+0%" in failed["params"] and "gmacs:+0%" in failed["gmacs"]
+    assert compare_summaries(base, copy.deepcopy(base), checks).exit_code == 0
+
+
+def test_latency_is_gated_through_the_ratio():
+    base = summarize([record(latency_ratio=1.0)])
+    slower = summarize([record(latency_ratio=1.6)])
+    noisy = summarize([record(latency_ratio=1.2)])
+    gate = [parse_check("latency_ratio:+50%")]
+    assert [f.field for f in compare_summaries(base, slower, gate).failures] == ["latency_ratio"]
+    assert compare_summaries(base, noisy, gate).exit_code == 0
+
+
+def test_different_config_hashes_are_not_comparable_and_never_regressions():
+    base = summarize([record(config_hash="aaaa", miou=0.9)])
+    current = summarize([record(config_hash="bbbb", miou=0.1)])
+    outcome = compare_summaries(base, current, [parse_check("miou:-0.01")])
+    assert outcome.exit_code == 0 and outcome.compared == 0
+    assert outcome.not_comparable == [{"cell": SLUG, "base_hash": "aaaa", "current_hash": "bbbb"}]
+
+
+def test_missing_cells_are_listed_and_a_failed_cell_fails():
+    other = "fpn__resnet18__ce__synthetic__s0"
+    third = "fpn__resnet18__focal__synthetic__s0"
+    base = summarize([record(), record(slug=other)])
+    current = summarize([record(status="failed"), record(slug=third)])
+    outcome = compare_summaries(base, current, [])
+    assert outcome.missing_in_current == [other] and outcome.missing_in_base == [third]
+    assert [f.message for f in outcome.failures] == [f"{SLUG}: status went from ok to failed (error: exception)"]
+    strict = compare_summaries(base, current, [], fail_on_missing=True)
+    assert any(f.cell == other and f.current == "missing" for f in strict.failures)
+
+
+def test_summary_keeps_the_newest_record_of_a_slug():
+    old = record(config_hash="old111", miou=0.3, written_at="2026-01-01T00:00:00+00:00")
+    new = record(config_hash="new222", miou=0.4, written_at="2026-02-01T00:00:00+00:00")
+    summary = summarize([new, old])
+    assert summary["cells"][SLUG]["config_hash"] == "new222"
+    assert summary["superseded"] == [{"slug": SLUG, "config_hash": "old111", "cell_id": f"{SLUG}-old111"}]
+
+
+def _results(folder: Path, records: list[dict[str, Any]]) -> Path:
+    for item in records:
+        write_record(folder, item)
+    return folder
+
+
+def test_cli_summary_and_compare_exit_codes(tmp_path: Path, widths):
+    narrow, wide = widths
+    base_dir = _results(tmp_path / "base", [record(cost=narrow)])
+    current_dir = _results(tmp_path / "current", [record(cost=wide, miou=0.40)])
+    runner = CliRunner()
+    summary = tmp_path / "base.json"
+    result = runner.invoke(app, ["summary", str(base_dir), "--out", str(summary)])
+    assert result.exit_code == 0, result.output
+    document = json.loads(summary.read_text())
+    assert document["cells"][SLUG]["params"] == narrow["params"]["total"]
+    assert document["cells"][SLUG]["gmacs"] == pytest.approx(narrow["macs"]["gmacs"])
+    assert load_summary(summary)["cells"] == load_summary(base_dir)["cells"]
+
+    gate = ["--fail-on", "miou:-0.02", "--fail-on", "gmacs:+0%", "--fail-on", "latency_ratio:+25%"]
+    result = runner.invoke(app, ["compare", str(summary), str(current_dir), *gate])
+    assert result.exit_code == 1
+    assert f"REGRESSION {SLUG}: gmacs went from" in result.output and "beyond the threshold gmacs:+0%" in result.output
+    assert f"REGRESSION {SLUG}: miou went from 0.5000 to 0.4000" in result.output
+    assert runner.invoke(app, ["compare", str(summary), str(base_dir), *gate]).exit_code == 0
+
+    bad = runner.invoke(app, ["compare", str(summary), str(current_dir), "--fail-on", "miou:0.02"])
+    assert bad.exit_code == 2
+    assert bad.output.strip().startswith("error: --fail-on 'miou:0.02'") and len(bad.output.strip().splitlines()) == 1
+    missing = runner.invoke(app, ["compare", str(tmp_path / "nowhere.json"), str(current_dir)])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    (tmp_path / "other.json").write_text('{"cells": {}}')
+    assert runner.invoke(app, ["compare", str(tmp_path / "other.json"), str(current_dir)]).exit_code == 2
+
+
+def test_cli_compare_shows_not_comparable_and_missing(tmp_path: Path):
+    base_dir = _results(tmp_path / "base", [record(config_hash="aaaa"), record(slug="fpn__r__ce__d__s0")])
+    current_dir = _results(tmp_path / "current", [record(config_hash="bbbb", miou=0.0)])
+    result = CliRunner().invoke(app, ["compare", str(base_dir), str(current_dir), "--fail-on", "miou:-0.01"])
+    assert result.exit_code == 0, result.output
+    assert f"not comparable: {SLUG}" in result.output and "missing in current: fpn__r__ce__d__s0" in result.output

@@ -1,0 +1,136 @@
+"""`segbench report` on records of a real tiny run (two seeds of one cell), plus a failed and a superseded record
+built from them: sections, figures, CSV tables, seed grouping and the listing of failed and incomparable cells."""
+
+from __future__ import annotations
+
+import copy
+import statistics
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from segbench.cli import app
+from segbench.records import load_records, write_record
+from segbench.report_figures import colourise, error_map, pareto_front
+
+TINY = {
+    "name": "report-tiny",
+    "datasets": [{"name": "synthetic", "params": {"n_train": 8, "n_val": 4, "height": 64, "width": 128, "seed": 5}}],
+    "models": ["unet"],
+    "encoders": ["resnet18"],
+    "losses": ["ce"],
+    "seeds": [0, 1],
+    "train": {"epochs": 2, "batch_size": 4, "crop": [64, 128], "lr": 0.002},
+    "eval": {"batch_size": 4},
+    "measure": {"warmup": 1, "iters": 3, "batch_size": 2, "memory": False},
+}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run of two seeds, then a failed cell and an older record of the same slug under another config."""
+    root = tmp_path_factory.mktemp("report")
+    grid = root / "grid.yaml"
+    grid.write_text(yaml.safe_dump(TINY))
+    folder = root / "results"
+    outcome = CliRunner().invoke(app, ["run", str(grid), "--results", str(folder), "--device", "cpu"])
+    assert outcome.exit_code == 0, outcome.output
+    real = sorted(load_records(folder).records, key=lambda r: r["slug"])
+    assert [r["status"] for r in real] == ["ok", "ok"]
+
+    failed = copy.deepcopy(real[0])
+    failed.update(slug="fpn__resnet18__ce__synthetic__s0", cell_id="fpn__resnet18__ce__synthetic__s0-f00000000d",
+                  config_hash="f00000000d", status="failed", metrics=None, cost=None, history=None,
+                  error={"kind": "oom", "message": "OutOfMemoryError: CUDA out of memory (test)"})
+    failed["config"]["model"] = "fpn"
+    write_record(folder, failed)
+    older = copy.deepcopy(real[0])
+    older.update(cell_id=f"{older['slug']}-01de000000", config_hash="01de000000",
+                 written_at="2000-01-01T00:00:00+00:00", finished_at="2000-01-01T00:00:00+00:00")
+    older["metrics"]["miou"] = 0.99  # would top the leaderboard if it were (wrongly) shown
+    write_record(folder, older)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def report(results: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report-out") / "report"
+    outcome = CliRunner().invoke(app, ["report", str(results), "--out", str(out)])
+    assert outcome.exit_code == 0, outcome.output
+    return out / "report.md"
+
+
+def test_report_has_every_section(report: Path):
+    text = report.read_text()
+    for heading in ("# segbench report", "## Dataset: synthetic", "### Leaderboard", "### Accuracy vs cost",
+                    "### Micro vs macro scores", "### Per-class IoU", "### Best cell", "### Training curves",
+                    "### Cost in detail", "## Seeds", "## Failed cells", "## Not comparable", "## Environment",
+                    "## Metric definitions"):
+        assert heading in text, heading
+    assert "pixel accuracy" in text and "docs/metrics.md" in text
+    assert "**" in text  # the best value of a column is marked
+    assert "micro sensitivity = micro Dice" in text  # the one line on why micro and macro differ
+
+
+def test_figures_exist_and_are_pngs(report: Path):
+    figures = sorted((report.parent / "figures").glob("*.png"))
+    names = {path.name for path in figures}
+    assert names == {f"synthetic-{kind}.png" for kind in ("pareto", "per-class-iou", "iou-vs-share", "confusion",
+                                                           "examples", "training")}
+    for path in figures:
+        data = path.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5_000, path.name
+        assert f"(figures/{path.name})" in report.read_text()
+
+
+def test_csv_tables_parse_and_hold_raw_numbers(report: Path, results: Path):
+    records = {r["slug"]: r for r in load_records(results).records if r["status"] == "ok"
+               and r["config_hash"] != "01de000000"}
+    leaderboard = pd.read_csv(report.parent / "leaderboard-synthetic.csv")
+    assert len(leaderboard) == 2 and set(leaderboard["cell"]) == {"unet/resnet18/ce/s0", "unet/resnet18/ce/s1"}
+    best = max(records.values(), key=lambda r: r["metrics"]["miou"])
+    assert leaderboard["miou"].iloc[0] == pytest.approx(best["metrics"]["miou"])
+    assert leaderboard["params"].iloc[0] == best["cost"]["params"]["total"]
+    per_class = pd.read_csv(report.parent / "per-class-iou-synthetic.csv", index_col="class")
+    assert len(per_class) == 19 and list(per_class.columns) == ["unet/resnet18/ce/s0", "unet/resnet18/ce/s1"]
+    for name in ("micro-macro-synthetic.csv", "cost-synthetic.csv", "environment.csv", "failed.csv"):
+        assert not pd.read_csv(report.parent / name).empty, name
+
+
+def test_seeds_are_grouped_with_mean_and_std(report: Path, results: Path):
+    groups = pd.read_csv(report.parent / "seed-groups.csv")
+    assert len(groups) == 1
+    group = groups.iloc[0]
+    values = [r["metrics"]["miou"] for r in load_records(results).records
+              if r["status"] == "ok" and r["config_hash"] != "01de000000"]
+    assert group["configuration"] == "unet__resnet18__ce__synthetic" and group["n"] == 2 and group["seeds"] == "0,1"
+    assert group["miou_mean"] == pytest.approx(statistics.mean(values))
+    assert group["miou_std"] == pytest.approx(statistics.stdev(values))
+    assert f"{statistics.mean(values) * 100:.2f} +- {statistics.stdev(values) * 100:.2f}" in report.read_text()
+
+
+def test_failed_and_superseded_cells_are_listed(report: Path):
+    text = report.read_text()
+    failed = text.split("## Failed cells")[1].split("##")[0]
+    assert "fpn__resnet18__ce__synthetic__s0" in failed and "CUDA out of memory (test)" in failed
+    incomparable = text.split("## Not comparable")[1].split("##")[0]
+    assert "01de000000" in incomparable and "not comparable" in incomparable
+    assert "99.00" not in text.split("## Seeds")[0]  # the superseded record is in no table
+
+
+def test_report_of_a_folder_without_records_is_a_one_line_error(tmp_path: Path):
+    outcome = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert outcome.exit_code == 2 and outcome.output.startswith("error: ")
+
+
+def test_pareto_front_and_colouring():
+    assert pareto_front([1.0, 2.0, 3.0, 2.5], [0.5, 0.7, 0.6, 0.8]) == [0, 1, 3]
+    label = pd.DataFrame([[0, 1], [255, 1]]).to_numpy().astype("uint8")
+    rgb = colourise(label, [[10, 20, 30], [40, 50, 60]], 255)
+    assert rgb[0, 0].tolist() == [10, 20, 30] and rgb[1, 0].tolist() == [0, 0, 0]
+    errors = error_map(label, label[::-1], 255)
+    assert errors[1, 0].tolist() == [0, 0, 0] and errors[0, 0].tolist() == [220, 30, 30]
