@@ -189,7 +189,7 @@ def train_and_evaluate(
 
     class_weights = None
     if cell.loss.class_weights:
-        weights = class_weights_from_counts(train_set.class_pixel_counts(), cell.loss.class_weights)
+        weights = class_weights_from_counts(train_set.class_pixel_counts(per_image=True), cell.loss.class_weights)
         class_weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
     criterion = build_loss(cell.loss.name, num_classes=info.num_classes, class_weights=class_weights,
                            ignore_index=info.ignore_index, gamma=cell.loss.gamma)

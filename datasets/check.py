@@ -266,6 +266,7 @@ def class_statistics(
 
     entry = DATASETS.get(name)
     counts: dict[str, np.ndarray] = {}
+    per_image: dict[str, np.ndarray] = {}
     for split in splits or list(entry.SPLITS):
         dataset = open_split(name, params, split, cache_dir)
         state = {"done": 0}
@@ -275,9 +276,12 @@ def class_statistics(
             if progress is not None:
                 progress(split, state["done"], total)
 
-        counts[split] = dataset.class_pixel_counts(progress=advance)
+        per_image[split] = dataset.class_pixel_counts(progress=advance, per_image=True)
+        counts[split] = per_image[split].sum(axis=0)
     weights_split = "train" if "train" in counts else None
     weights = {}
     if weights_split is not None and counts[weights_split].any():
-        weights = {method: class_weights_from_counts(counts[weights_split], method) for method in CLASS_WEIGHT_METHODS}
+        # Per-image counts: median-frequency weights need the pixels of the images in which each class occurs.
+        weights = {method: class_weights_from_counts(per_image[weights_split], method)
+                   for method in CLASS_WEIGHT_METHODS}
     return ClassStatistics(entry.info(params).classes, counts, weights, weights_split)

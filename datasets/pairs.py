@@ -266,40 +266,43 @@ class PairDataset(Dataset):
 
     # -- statistics -----------------------------------------------------------------------------------------------
 
-    def class_pixel_counts(self, progress: Callable[[], None] | None = None) -> np.ndarray:
-        """int64 [C]: pixels of each class over the split's labels at native resolution (ignore excluded).
+    def class_pixel_counts(self, progress: Callable[[], None] | None = None, per_image: bool = False) -> np.ndarray:
+        """int64 [C] (or [num_images, C] with per_image): pixels of each class over the split's labels at native
+        resolution, ignore excluded. Per-image counts are what median-frequency class weights need.
 
         Cached in `<cache_dir>/class-pixel-counts/` under a hash of the file list (paths, sizes, modification
         times) and the label mappings, so a second call reads no image. progress: called once per label read.
         """
         path = self.cache_dir / "class-pixel-counts" / f"{self.NAME}-{self.split}-{self._files_key()}.json"
         num_classes = self.info.num_classes
+        counts = None
         if path.is_file():
             try:
-                counts = np.asarray(json.loads(path.read_text())["counts"], dtype=np.int64)
-                if counts.shape == (num_classes,):
-                    return counts
+                counts = np.asarray(json.loads(path.read_text())["per_image"], dtype=np.int64)
+                if counts.shape != (len(self.files), num_classes):
+                    counts = None
             except (OSError, ValueError, KeyError, TypeError):
-                pass  # a damaged cache file is recomputed and overwritten
-        counts = np.zeros(num_classes, dtype=np.int64)
-        for _, label_path in self.files:
-            value_counts = np.bincount(self.read_label(label_path).ravel(), minlength=256)
-            self.check_values(label_path, value_counts)
-            counts += target_counts(value_counts, self.label_mapping(label_path), num_classes)
-            if progress is not None:
-                progress()
-        payload: dict[str, Any] = {
-            "dataset": self.NAME,
-            "split": self.split,
-            "files": len(self.files),
-            "classes": list(self.info.classes),
-            "counts": counts.tolist(),
-        }
-        try:
-            atomic_write_json(path, payload)
-        except OSError as error:
-            warnings.warn(f"could not cache class pixel counts in {path}: {error}", stacklevel=2)
-        return counts
+                counts = None  # a damaged cache file is recomputed and overwritten
+        if counts is None:
+            counts = np.zeros((len(self.files), num_classes), dtype=np.int64)
+            for index, (_, label_path) in enumerate(self.files):
+                value_counts = np.bincount(self.read_label(label_path).ravel(), minlength=256)
+                self.check_values(label_path, value_counts)
+                counts[index] = target_counts(value_counts, self.label_mapping(label_path), num_classes)
+                if progress is not None:
+                    progress()
+            payload: dict[str, Any] = {
+                "dataset": self.NAME,
+                "split": self.split,
+                "files": len(self.files),
+                "classes": list(self.info.classes),
+                "per_image": counts.tolist(),
+            }
+            try:
+                atomic_write_json(path, payload)
+            except OSError as error:
+                warnings.warn(f"could not cache class pixel counts in {path}: {error}", stacklevel=2)
+        return counts if per_image else counts.sum(axis=0)
 
     def _files_key(self) -> str:
         digest = hashlib.sha256()

@@ -140,6 +140,12 @@ def test_class_pixel_counts_are_exact_and_cached(replica, tmp_path, monkeypatch)
     monkeypatch.setattr(cityscapes_module.Image, "open", no_reading)
     again = build_dataset("cityscapes", params(root), "val", None, cache_dir=tmp_path)
     assert np.array_equal(again.class_pixel_counts(), expected)
+    per_image = again.class_pixel_counts(per_image=True)  # what median-frequency weights need
+    assert per_image.shape == (len(again), 19) and np.array_equal(per_image.sum(axis=0), expected)
+    by_stem = {again.sample_id(i): row for i, row in enumerate(per_image)}
+    for stem, label in written.items():
+        mapped = expected_train_ids(label)
+        assert np.array_equal(by_stem[stem], np.bincount(mapped[mapped != 255], minlength=19))
 
 
 def test_class_pixel_counts_cache_follows_file_changes(replica, tmp_path):
