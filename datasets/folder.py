@@ -8,24 +8,21 @@ with a classes file (see `palettes.py`), a label offset and an ignore value.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field
 
-from segbench.datasets.base import DatasetInfo, DatasetParams
-from segbench.datasets.labels import LabelMapping
+from segbench.datasets.base import DatasetParams
 from segbench.datasets.pairs import (
     MASK_EXTENSIONS,
-    PairDataset,
+    ClassFileDataset,
     Scan,
     is_image,
     list_folder,
     match_by_key,
     split_names,
 )
-from segbench.datasets.palettes import ClassTable, read_class_table
 from segbench.datasets.registry import DATASETS
 from segbench.errors import DatasetError
 
@@ -53,7 +50,7 @@ class FolderParams(DatasetParams):
 
 
 @DATASETS.register("folder")
-class FolderDataset(PairDataset):
+class FolderDataset(ClassFileDataset):
     """Users' own data: images/ and masks/ with per-split subfolders, or flat with a deterministic split."""
 
     Params: ClassVar[type[DatasetParams]] = FolderParams
@@ -61,22 +58,6 @@ class FolderDataset(PairDataset):
     DISPLAY_NAME: ClassVar[str] = "folder dataset"
     FIX_HINT: ClassVar[str] = "see docs/datasets.md for the folder layout"
     EXPECTED_ROOT: ClassVar[str] = "images/ and masks/"
-
-    @classmethod
-    def class_table(cls, params: DatasetParams) -> ClassTable:
-        return read_class_table(params.classes, params.root, params.label_offset, params.ignore_value)
-
-    @classmethod
-    def info(cls, params: DatasetParams) -> DatasetInfo:
-        table = cls.class_table(params)
-        return DatasetInfo(name=cls.NAME, classes=table.classes, palette=table.palette)
-
-    @functools.cached_property
-    def mapping(self) -> LabelMapping:
-        return self.class_table(self.params).mapping
-
-    def label_mapping(self, label_path: Path) -> LabelMapping:
-        return self.mapping
 
     def scan_split(self) -> Scan:
         image_root, mask_root = self.root / self.params.images, self.root / self.params.masks

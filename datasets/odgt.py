@@ -12,7 +12,6 @@ CSAIL's own convention is label_offset -1 (PNG 0 = "other" -> ignore, 1..K -> cl
 from __future__ import annotations
 
 import errno
-import functools
 import json
 import os
 import stat
@@ -21,10 +20,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from segbench.datasets.base import DatasetInfo, DatasetParams
-from segbench.datasets.labels import LabelMapping
-from segbench.datasets.pairs import PairDataset, Scan
-from segbench.datasets.palettes import ClassTable, read_class_table
+from segbench.datasets.base import DatasetParams
+from segbench.datasets.pairs import ClassFileDataset, Scan
 from segbench.datasets.registry import DATASETS
 from segbench.errors import DatasetError
 
@@ -56,7 +53,7 @@ def file_problem(path: Path) -> str | None:
 
 
 @DATASETS.register("odgt")
-class Odgt(PairDataset):
+class Odgt(ClassFileDataset):
     """Items are `(image, label)` with the classes file's classes and 255 = ignore."""
 
     Params: ClassVar[type[DatasetParams]] = OdgtParams
@@ -64,22 +61,6 @@ class Odgt(PairDataset):
     DISPLAY_NAME: ClassVar[str] = "odgt dataset"
     FIX_HINT: ClassVar[str] = "check the manifest's fpath_img / fpath_segm paths against the root option"
     EXPECTED_ROOT: ClassVar[str] = "<split>.odgt manifests and the files they list"
-
-    @classmethod
-    def class_table(cls, params: DatasetParams) -> ClassTable:
-        return read_class_table(params.classes, params.root, params.label_offset, params.ignore_value)
-
-    @classmethod
-    def info(cls, params: DatasetParams) -> DatasetInfo:
-        table = cls.class_table(params)
-        return DatasetInfo(name=cls.NAME, classes=table.classes, palette=table.palette)
-
-    @functools.cached_property
-    def mapping(self) -> LabelMapping:
-        return self.class_table(self.params).mapping
-
-    def label_mapping(self, label_path: Path) -> LabelMapping:
-        return self.mapping
 
     def manifest_path(self) -> Path:
         path = Path(self.params.manifests.get(self.split, f"{self.split}.odgt")).expanduser()

@@ -9,6 +9,7 @@ become targets (`label_mapping`, one lookup table).
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ from torch.utils.data import Dataset
 
 from segbench.datasets.base import DatasetInfo, DatasetParams
 from segbench.datasets.labels import IGNORE_INDEX, LabelMapping
-from segbench.datasets.palettes import describe_values
+from segbench.datasets.palettes import ClassTable, describe_values, read_class_table
 from segbench.datasets.registry import default_cache_dir
 from segbench.datasets.transforms import EvalTransform
 from segbench.errors import DatasetError
@@ -377,3 +378,23 @@ def read_label_file(path: Path, what: str) -> np.ndarray:
 
 def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+class ClassFileDataset(PairDataset):
+    """A layout whose classes come from a classes file (`classes`, `label_offset`, `ignore_value` options)."""
+
+    @classmethod
+    def class_table(cls, params: DatasetParams) -> ClassTable:
+        return read_class_table(params.classes, params.root, params.label_offset, params.ignore_value)
+
+    @classmethod
+    def info(cls, params: DatasetParams) -> DatasetInfo:
+        table = cls.class_table(params)
+        return DatasetInfo(name=cls.NAME, classes=table.classes, palette=table.palette)
+
+    @functools.cached_property
+    def mapping(self) -> LabelMapping:
+        return self.class_table(self.params).mapping
+
+    def label_mapping(self, label_path: Path) -> LabelMapping:
+        return self.mapping
