@@ -26,7 +26,7 @@ TINY = {
     "seeds": [0],
     "train": {"epochs": 2, "batch_size": 4, "crop": [64, 128], "lr": 0.001},
     "eval": {"batch_size": 4},
-    "measure": {"warmup": 1, "iters": 2, "batch_size": 2},
+    "measure": {"warmup": 1, "iters": 2, "batch_size": 2, "memory": False},
 }
 
 
