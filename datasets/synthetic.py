@@ -34,7 +34,7 @@ from pydantic import Field
 from segbench.datasets.base import DatasetParams
 from segbench.datasets.cityscapes import IMAGE_SUFFIX, LABEL_IDS_SUFFIX, Cityscapes
 from segbench.datasets.registry import DATASETS
-from segbench.datasets.street_layout import render_scene
+from segbench.datasets.streets.layout import render_scene
 from segbench.errors import DatasetError
 from segbench.storage import atomic_write_json
 
@@ -95,7 +95,7 @@ def generate(root: Path, params: SyntheticParams, workers: int | None = None) ->
             job = {"root": str(root), "seed": params.seed, "height": params.height, "width": params.width}
             job["tasks"] = tasks[worker::workers]
             process = subprocess.Popen(
-                [sys.executable, "-m", "segbench.datasets.render_worker"],
+                [sys.executable, "-m", "segbench.datasets.streets.render_worker"],
                 stdin=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=env,

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from segbench.analysis.compare import Check, compare_summaries, parse_check
+from segbench.analysis.summary import load_summary, summarize
 from segbench.cli import app
-from segbench.compare import Check, compare_summaries, parse_check
 from segbench.errors import ConfigError
-from segbench.measure import count_macs, count_params
-from segbench.records import RECORD_SCHEMA_VERSION, write_record
-from segbench.summary import load_summary, summarize
+from segbench.measure.cost import count_macs, count_params
+from segbench.records.store import RECORD_SCHEMA_VERSION, write_record
 
 SLUG = "unet__resnet18__ce__synthetic__s0"
 

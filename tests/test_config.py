@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from segbench.cells import expand
-from segbench.config import GridConfig, apply_overrides, load_grid, parse_grid
 from segbench.errors import ConfigError, SegbenchError, UnknownNameError
+from segbench.grid.cells import expand
+from segbench.grid.load import apply_overrides, load_grid, parse_grid
+from segbench.grid.schema import GridConfig
 
 BASE = {
     "name": "t",

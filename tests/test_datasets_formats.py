@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
+from segbench.cell.evaluate import evaluate_model
 from segbench.datasets import DATASETS, EvalTransform, build_dataset, dataset_info, parse_dataset_params
 from segbench.datasets.base import DatasetInfo
 from segbench.errors import ConfigError, DatasetError
-from segbench.evaluation import evaluate_model
 
 # Independent transcriptions of reference/datasets.md.
 TRAIN_ID_OF = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13}

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from segbench.cells import Cell
 from segbench.cli import app
-from segbench.config import DatasetSpec, EvalConfig, LossSpec, MeasureConfig, TrainConfig
-from segbench.measure import (
+from segbench.grid.cells import Cell
+from segbench.grid.schema import DatasetSpec, EvalConfig, LossSpec, MeasureConfig, TrainConfig
+from segbench.measure.cost import (
     REFERENCE_WORKLOAD,
     cell_cost,
     count_macs,

@@ -10,10 +10,10 @@ from functools import cache
 import pytest
 import torch
 
-from segbench.cells import expand
-from segbench.config import parse_grid
 from segbench.errors import ConfigError
-from segbench.measure import count_params
+from segbench.grid.cells import expand
+from segbench.grid.load import parse_grid
+from segbench.measure.cost import count_params
 from segbench.models import MODELS, build_model, incompatibility
 
 CLASSES = 5

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from segbench.analysis.figures import colourise, error_map, pareto_front
 from segbench.cli import app
-from segbench.records import load_records, write_record
-from segbench.report_figures import colourise, error_map, pareto_front
+from segbench.records.store import load_records, write_record
 
 TINY = {
     "name": "report-tiny",

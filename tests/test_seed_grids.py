@@ -13,10 +13,10 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from segbench.cells import expand
+from segbench.cell.pipeline import make_datasets
 from segbench.cli import app
-from segbench.config import load_grid, load_yaml, parse_grid
-from segbench.train import make_datasets
+from segbench.grid.cells import expand
+from segbench.grid.load import load_grid, load_yaml, parse_grid
 
 GRIDS = Path(__file__).resolve().parents[1] / "grids" / "seeds"
 STUDIES = {

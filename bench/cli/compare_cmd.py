@@ -24,8 +24,8 @@ def compare(
 ) -> None:
     """Print per-cell differences; exit 1 when a check fails (2 on bad input). Cells whose config hashes differ are
     "not comparable" and never fail a check; compare latency through latency_ratio, never absolute times."""
-    from segbench.compare import compare_summaries, format_value, parse_check
-    from segbench.summary import load_summary
+    from segbench.analysis.compare import compare_summaries, format_value, parse_check
+    from segbench.analysis.summary import load_summary
 
     checks = [parse_check(spec) for spec in fail_on]
     outcome = compare_summaries(load_summary(base), load_summary(current), checks, fail_on_missing)

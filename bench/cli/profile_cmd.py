@@ -46,10 +46,10 @@ def profile(
     """Measure one model at one input size, randomly initialised: nothing is trained or downloaded."""
     import torch
 
-    from segbench.config import MeasureConfig
-    from segbench.measure import measure_model
+    from segbench.execution.runner import resolve_device
+    from segbench.grid.schema import MeasureConfig
+    from segbench.measure.cost import measure_model
     from segbench.models import MODELS, build_model
-    from segbench.runner import resolve_device
     from segbench.storage import atomic_write_json
 
     if autocast not in ("none", "bfloat16", "float16"):

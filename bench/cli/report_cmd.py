@@ -15,7 +15,7 @@ def report(
     out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (default: RESULTS/report)."),
 ) -> None:
     """Write report.md, figures/ and CSV tables for RESULTS; nothing is trained or measured again."""
-    from segbench.report import write_report
+    from segbench.analysis.report import write_report
 
     path = write_report(results, out)
     err_console.print(f"report written to {path}")

@@ -24,10 +24,10 @@ def run(
     cache_dir: Path | None = typer.Option(None, help="Dataset cache (default: $SEGBENCH_CACHE or ~/.cache/segbench)."),
 ) -> None:
     """Train and evaluate every cell of GRID_FILE; finished cells are skipped, so an interrupted run resumes."""
-    from segbench.cells import expand
-    from segbench.config import load_grid
-    from segbench.leaderboard import print_leaderboard
-    from segbench.runner import run_grid
+    from segbench.analysis.leaderboard import print_leaderboard
+    from segbench.execution.runner import run_grid
+    from segbench.grid.cells import expand
+    from segbench.grid.load import load_grid
 
     grid = load_grid(grid_file, override)
     if dry_run:

@@ -15,7 +15,7 @@ def summary(
     out: Path = typer.Option(Path("summary.json"), "--out", "-o", help="Summary JSON file to write."),
 ) -> None:
     """Write a summary of RESULTS: per cell slug its config hash, status, metrics, params, GMACs, latency ratio."""
-    from segbench.summary import ok_count, summarize_folder, write_summary
+    from segbench.analysis.summary import ok_count, summarize_folder, write_summary
 
     document = summarize_folder(results)
     write_summary(document, out)

@@ -18,8 +18,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from segbench.cells import Cell
-from segbench.config import DatasetSpec, EvalConfig, LossSpec, MeasureConfig, TrainConfig
+from segbench.grid.cells import Cell
+from segbench.grid.schema import DatasetSpec, EvalConfig, LossSpec, MeasureConfig, TrainConfig
 
 DATASET = DatasetSpec(name="synthetic", params={"n_train": 32, "n_val": 4, "height": 64, "width": 128, "seed": 0})
 ROUNDS = 2
@@ -46,10 +46,10 @@ def timed_steps(batches: Iterable, step: Callable[[torch.Tensor, torch.Tensor], 
 
 def bare_setup(cell: Cell, cache_dir: Path, num_workers: int = 0):
     """The plain-PyTorch ingredients of a cell: loader, model, loss, optimizer (what a hand-written loop uses)."""
+    from segbench.cell.pipeline import make_datasets, make_optimizer, seed_everything
     from segbench.datasets import dataset_info, parse_dataset_params
     from segbench.losses import build_loss
     from segbench.models import build_model
-    from segbench.train import make_datasets, make_optimizer, seed_everything
 
     seed_everything(cell.seed)
     train_set, _ = make_datasets(cell, 32, cache_dir)
@@ -93,7 +93,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_harness_overhead(benchmark, report_ratio, cache_dir: Path, tmp_path: Path):
-    from segbench.train import train_and_evaluate
+    from segbench.cell.pipeline import train_and_evaluate
 
     cell = tiny_cell(iterations=16)
 
@@ -120,7 +120,7 @@ def _cycle(loader: DataLoader):
 def test_metric_accumulation(benchmark, report_ratio):
     from torchmetrics.classification import MulticlassJaccardIndex
 
-    from segbench.metrics import ConfusionMatrix
+    from segbench.metrics.confusion import ConfusionMatrix
 
     generator = torch.Generator().manual_seed(0)
     batches = []

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from segbench.cli import app
-from segbench.config import parse_grid
 from segbench.errors import SegbenchError
+from segbench.grid.load import parse_grid
 
 VALID = {
     "name": "fuzz",

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 def worker_pids(runner_pid: int) -> list[int]:
     return [child.pid for child in psutil.Process(runner_pid).children(recursive=True)
-            if "segbench.worker" in " ".join(child.cmdline())]
+            if "segbench.execution.worker" in " ".join(child.cmdline())]
 
 
 def training_started(sweep) -> bool:

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from segbench.cli import app
 from segbench.errors import ConfigError
-from segbench.lock import LOCK_FILE, ResultsLock
-from segbench.runner import check_writable
+from segbench.execution.lock import LOCK_FILE, ResultsLock
+from segbench.execution.runner import check_writable
 
 GRID = {
     "datasets": [{"name": "synthetic", "params": {"n_train": 4, "n_val": 2, "height": 64, "width": 64}}],

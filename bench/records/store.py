@@ -1,10 +1,4 @@
-"""Per-cell records: one `record.json` per cell folder is the only source of truth for results.
-
-Layout of a results folder:
-    <results>/cells/<cell id>/record.json   status, config, metrics, confusion matrix, history, cost, environment
-    <results>/cells/<cell id>/best.pt       state dict of the selected checkpoint (when training succeeded)
-    <results>/grids/<name>-<hash>.yaml      the resolved grid of every run into this folder
-"""
+"""Per-cell records: one `record.json` per cell folder is the only source of truth for results (layout: paths.py)."""
 
 from __future__ import annotations
 
@@ -16,11 +10,10 @@ from typing import Any
 
 from segbench import BENCH_SEMANTICS_VERSION, __version__
 from segbench.errors import SegbenchError
+from segbench.records.paths import RECORD_FILE, cell_dir, cells_dir
 from segbench.storage import atomic_write_json
 
 RECORD_SCHEMA_VERSION = 1
-RECORD_FILE = "record.json"
-CHECKPOINT_FILE = "best.pt"
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -32,14 +25,6 @@ TRANSIENT_FAILURES = {"killed", "oom", "interrupted", "worker_lost"}
 
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def cells_dir(results: Path) -> Path:
-    return Path(results) / "cells"
-
-
-def cell_dir(results: Path, cell_id: str) -> Path:
-    return cells_dir(results) / cell_id
 
 
 def new_record(cell: Any, status: str, **parts: Any) -> dict[str, Any]:

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import ConfigError
-from segbench.records import now_iso
-
-LOCK_FILE = ".segbench.lock"
+from segbench.records.paths import LOCK_FILE
+from segbench.records.store import now_iso
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from segbench.metrics import ConfusionMatrix, compute_metrics
+from segbench.metrics.confusion import ConfusionMatrix, compute_metrics
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Entry point of the worker process that runs one cell: `python -m segbench.worker TASK_JSON`.
+"""Entry point of the worker process that runs one cell: `python -m segbench.execution.worker TASK_JSON`.
 
 The worker writes the cell's record itself (ok, failed or interrupted). It reports progress as JSON lines on
 stdout, each prefixed with EVENT_PREFIX so that stray prints of libraries cannot be mistaken for events. If the
@@ -26,8 +26,8 @@ def emit(event: dict[str, Any]) -> None:
 def failure_kind(exc: BaseException) -> str:
     import torch
 
+    from segbench.cell.pipeline import Diverged
     from segbench.errors import SegbenchError
-    from segbench.train import Diverged
 
     if isinstance(exc, Diverged):
         return "diverged"
@@ -41,9 +41,10 @@ def failure_kind(exc: BaseException) -> str:
 def run_task(task: dict[str, Any]) -> int:
     import torch
 
-    from segbench.cells import Cell
+    from segbench.cell.pipeline import Diverged, train_and_evaluate
     from segbench.env import environment
-    from segbench.records import (
+    from segbench.grid.cells import Cell
+    from segbench.records.store import (
         STATUS_FAILED,
         STATUS_INTERRUPTED,
         STATUS_OK,
@@ -52,7 +53,6 @@ def run_task(task: dict[str, Any]) -> int:
         now_iso,
         write_record,
     )
-    from segbench.train import Diverged, train_and_evaluate
 
     cell = Cell.model_validate(task["cell"])
     if cell.id != task["cell_id"]:
@@ -105,7 +105,7 @@ def _die_with_parent() -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        sys.stderr.write("usage: python -m segbench.worker TASK_JSON\n")
+        sys.stderr.write("usage: python -m segbench.execution.worker TASK_JSON\n")
         return 2
     _die_with_parent()
     # SIGTERM (from the runner or the parent-death signal) takes the same clean path as Ctrl-C.

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segbench.datasets.labels import LABEL_BY_NAME
-from segbench.datasets.street_canvas import Paint, Patch, Shader, colour, segment_distance, textured
+from segbench.datasets.streets.canvas import Paint, Patch, Shader, colour, segment_distance, textured
 
 ID = {name: LABEL_BY_NAME[name].id for name in LABEL_BY_NAME}
 ROAD, SIDEWALK, PARKING, TERRAIN = ID["road"], ID["sidewalk"], ID["parking"], ID["terrain"]

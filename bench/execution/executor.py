@@ -21,7 +21,7 @@ OnEvent = Callable[[dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class CellTask:
-    cell: Any  # segbench.cells.Cell
+    cell: Any  # segbench.grid.cells.Cell
     results: Path
     device: str
     cache_dir: Path
@@ -61,7 +61,7 @@ class LocalProcessExecutor:
         self.interrupt_grace_s = interrupt_grace_s
 
     def run(self, task: CellTask, on_event: OnEvent) -> TaskOutcome:
-        from segbench.worker import EVENT_PREFIX
+        from segbench.execution.worker import EVENT_PREFIX
 
         cell_dir = task.results / "cells" / task.cell.id
         cell_dir.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,7 @@ class LocalProcessExecutor:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         with open(log_path, "w", encoding="utf-8") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "segbench.worker", str(task_path)],
+                [sys.executable, "-m", "segbench.execution.worker", str(task_path)],
                 stdout=subprocess.PIPE, stderr=log, text=True, env=env,
             )
             try:

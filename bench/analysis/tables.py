@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from segbench.summary import cell_row, group_key
+from segbench.analysis.summary import cell_row, group_key
 
 
 def dataset_key(record: dict[str, Any]) -> str:

@@ -15,11 +15,10 @@ from typing import Any
 import pandas as pd
 
 import segbench
-from segbench import report_figures as figures
-from segbench import report_tables as tables
+from segbench.analysis import figures, tables
+from segbench.analysis.summary import select_latest
 from segbench.errors import ConfigError
-from segbench.records import STATUS_OK, cells_dir, load_records, now_iso
-from segbench.summary import select_latest
+from segbench.records.store import STATUS_OK, cells_dir, load_records, now_iso
 
 MICRO_NOTE = (
     "Micro scores pool every pixel over classes, so for single-label predictions micro sensitivity = micro Dice = "

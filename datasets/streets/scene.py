@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from segbench.datasets.street_canvas import Camera, Canvas, Paint, Patch, Shader, colour
-from segbench.datasets.street_shaders import (
+from segbench.datasets.streets.canvas import Camera, Canvas, Paint, Patch, Shader, colour
+from segbench.datasets.streets.shaders import (
     BUILDING,
     EGO,
     FACADES,

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from segbench.analysis.summary import NUMERIC_FIELDS
 from segbench.errors import ConfigError
 from segbench.registry import did_you_mean
-from segbench.summary import NUMERIC_FIELDS
 
 SPEC = re.compile(r"^(?P<field>[a-z0-9_]+):(?P<sign>[+-])(?P<amount>\d+(?:\.\d*)?|\.\d+)(?P<percent>%?)$")
 SHOWN_FIELDS = ("miou", "pixel_accuracy", "params", "gmacs", "latency_ratio")

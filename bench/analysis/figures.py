@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from segbench.report_tables import short_label  # noqa: E402
+from segbench.analysis.tables import short_label  # noqa: E402
 
 DPI = 110
 IGNORE_COLOUR = (0, 0, 0)
@@ -48,7 +48,7 @@ def pareto_front(xs: list[float], ys: list[float]) -> list[int]:
 
 def pareto_figure(records: list[dict[str, Any]], path: Path, title: str) -> Path | None:
     """mIoU against latency (batch 1) and against GMACs, with the Pareto front drawn and its cells named."""
-    from segbench.summary import cell_row
+    from segbench.analysis.summary import cell_row
 
     rows = [(short_label(r), cell_row(r)) for r in records]
     axes_spec = [("latency_ms_p50", "latency p50 at batch 1 (ms)"), ("gmacs", "GMACs at batch 1")]

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from segbench import BENCH_SEMANTICS_VERSION
-from segbench.config import DatasetSpec, EvalConfig, Frozen, GridConfig, LossSpec, MeasureConfig, TrainConfig
 from segbench.errors import DatasetError
+from segbench.grid.schema import DatasetSpec, EvalConfig, Frozen, GridConfig, LossSpec, MeasureConfig, TrainConfig
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9._+-]+$")
 

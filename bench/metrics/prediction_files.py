@@ -30,7 +30,7 @@ from PIL import Image
 from segbench.datasets.pairs import PRED_FORMATS, PairDataset
 from segbench.datasets.palettes import describe_values
 from segbench.errors import ConfigError, DatasetError
-from segbench.metrics import compute_metrics
+from segbench.metrics.confusion import compute_metrics
 
 MATCHING_RULE = (
     "a prediction <sample id>.png, else <sample id>_*.png (Cityscapes: <sample id>*.png), searched under the "

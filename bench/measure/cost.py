@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from segbench.config import MeasureConfig
+from segbench.grid.schema import MeasureConfig
 
 REFERENCE_WORKLOAD = "conv-stack-v1"
 REFERENCE_INPUT_SHAPE = (1, 3, 256, 512)
@@ -372,7 +372,7 @@ def cpu_peak_memory(model: nn.Module, phases: dict[str, tuple[int, ...]], optimi
         task = {"model": str(model_path), "phases": {name: list(shape) for name, shape in phases.items()},
                 "optimizer": optimizer, "threads": torch.get_num_threads()}
         completed = subprocess.run(
-            [sys.executable, "-m", "segbench.measure", json.dumps(task)], capture_output=True, text=True,
+            [sys.executable, "-m", "segbench.measure.cost", json.dumps(task)], capture_output=True, text=True,
             timeout=timeout_s, env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )
     lines = completed.stdout.strip().splitlines()
@@ -467,5 +467,5 @@ def cell_cost(model: nn.Module, cell: Any, input_shape: tuple[int, int, int], de
                          cell.train.optimizer)
 
 
-if __name__ == "__main__":  # the memory probe: `python -m segbench.measure TASK_JSON`, started by cpu_peak_memory
+if __name__ == "__main__":  # the memory probe: `python -m segbench.measure.cost TASK_JSON`, started by cpu_peak_memory
     sys.stdout.write(json.dumps(_memory_probe(json.loads(sys.argv[1]))) + "\n")

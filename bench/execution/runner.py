@@ -11,12 +11,12 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from segbench.cells import Cell, Expansion, expand
-from segbench.config import GridConfig
 from segbench.errors import ConfigError
-from segbench.executor import CellTask, Executor, LocalProcessExecutor
-from segbench.lock import ResultsLock
-from segbench.records import (
+from segbench.execution.executor import CellTask, Executor, LocalProcessExecutor
+from segbench.execution.lock import ResultsLock
+from segbench.grid.cells import Cell, Expansion, expand
+from segbench.grid.schema import GridConfig
+from segbench.records.store import (
     RECORD_FILE,
     STATUS_FAILED,
     STATUS_INTERRUPTED,

@@ -1,4 +1,4 @@
-"""Worker process of the synthetic generator: `python -m segbench.datasets.render_worker < job.json`.
+"""Worker process of the synthetic generator: `python -m segbench.datasets.streets.render_worker < job.json`.
 
 A plain subprocess rather than multiprocessing: it never re-imports the caller's main module (so an unguarded script
 or a notebook can call `prepare_dataset`) and never forks a parent that holds torch's thread pools. The job is read

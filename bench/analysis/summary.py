@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import ConfigError
-from segbench.records import STATUS_OK, load_records, now_iso
+from segbench.records.store import STATUS_OK, load_records, now_iso
 from segbench.storage import atomic_write_json
 
 SUMMARY_KIND = "segbench-summary"

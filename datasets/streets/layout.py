@@ -11,8 +11,8 @@ from functools import partial
 
 import numpy as np
 
-from segbench.datasets.street_canvas import Camera, Canvas, colour, draw_billboard, draw_side
-from segbench.datasets.street_scene import (
+from segbench.datasets.streets.canvas import Camera, Canvas, colour, draw_billboard, draw_side
+from segbench.datasets.streets.scene import (
     GAP,
     GREEN,
     HOUSE,
@@ -28,7 +28,7 @@ from segbench.datasets.street_scene import (
     shifted,
     vehicle_shadow,
 )
-from segbench.datasets.street_shaders import (
+from segbench.datasets.streets.shaders import (
     BICYCLE,
     BUILDING,
     BUS,

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from segbench import faults
-from segbench.cells import Cell
+from segbench.cell.evaluate import evaluate_model
+from segbench.cell.examples import sample_id, save_examples
 from segbench.errors import ConfigError
-from segbench.evaluation import evaluate_model
-from segbench.examples import sample_id, save_examples
+from segbench.execution import faults
+from segbench.grid.cells import Cell
 from segbench.losses import build_loss, class_weights_from_counts
-from segbench.measure import cell_cost, count_params
+from segbench.measure.cost import cell_cost, count_params
 from segbench.storage import atomic_torch_save
 
 Emit = Callable[[dict[str, Any]], None]

@@ -1,0 +1,1 @@
+"""The built-in synthetic street scenes: layout, shading, rendering (segbench.datasets.synthetic registers them)."""

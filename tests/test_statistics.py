@@ -1,0 +1,190 @@
+"""Statistics for comparisons over seeds, each checked against scipy or a hand computation on fixed data."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from segbench.analysis.statistics import (
+    bootstrap_miou_interval,
+    holm_adjust,
+    paired_t_interval,
+    pooled_miou,
+    prob_better,
+    seed_summary,
+    sign_flip_p_value,
+    verdict,
+    welch_interval,
+)
+
+DIFFERENCES = [
+    [0.012, -0.004, 0.021],
+    [0.012, -0.004, 0.021, 0.008, 0.015, -0.001],
+    [0.031, 0.027, 0.035, 0.029, 0.040],
+    [0.1, 0.01, 0.08, -0.15, 0.06],  # float ties: without a tolerance p would be 0.625, not 0.6875
+    [-0.02, 0.003, -0.011, 0.0, -0.007, 0.001, -0.013, 0.002, -0.004, 0.006],
+]
+
+
+def scipy_sign_flip_p(d: list[float], n_resamples: float = np.inf) -> float:
+    return stats.permutation_test((np.asarray(d),), np.mean, permutation_type="samples", n_resamples=n_resamples,
+                                  alternative="two-sided", random_state=1).pvalue
+
+
+@pytest.mark.parametrize("d", DIFFERENCES)
+@pytest.mark.parametrize("confidence", [0.95, 0.9])
+def test_paired_t_interval_matches_scipy(d: list[float], confidence: float) -> None:
+    expected = stats.ttest_1samp(d, 0).confidence_interval(confidence)
+    assert paired_t_interval(d, confidence) == pytest.approx((expected.low, expected.high), rel=1e-9, abs=1e-12)
+
+
+def test_paired_t_interval_degenerate_cases() -> None:
+    assert all(math.isnan(x) for x in paired_t_interval([0.02]))
+    assert all(math.isnan(x) for x in paired_t_interval([]))
+    assert paired_t_interval([0.02, 0.02, 0.02]) == (0.02, 0.02)
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy, on the zero-variance side
+@pytest.mark.parametrize(("a", "b"), [
+    ([0.61, 0.63, 0.60], [0.58, 0.59, 0.62, 0.57]),
+    ([0.70, 0.71, 0.69, 0.72, 0.70], [0.55, 0.65]),
+    ([0.5, 0.5, 0.5], [0.40, 0.45, 0.43]),  # zero variance on one side only
+])
+@pytest.mark.parametrize("confidence", [0.95, 0.8])
+def test_welch_interval_matches_scipy(a: list[float], b: list[float], confidence: float) -> None:
+    expected = stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
+    assert welch_interval(a, b, confidence) == pytest.approx((expected.low, expected.high), rel=1e-9, abs=1e-12)
+
+
+def test_welch_interval_degenerate_cases() -> None:
+    assert all(math.isnan(x) for x in welch_interval([0.5], [0.4, 0.45]))
+    assert all(math.isnan(x) for x in welch_interval([0.5, 0.6], []))
+    low, high = welch_interval([0.5, 0.5], [0.25, 0.25, 0.25])
+    assert (low, high) == (0.25, 0.25)
+
+
+@pytest.mark.parametrize("d", DIFFERENCES)
+def test_sign_flip_p_matches_scipy_exact_permutation_test(d: list[float]) -> None:
+    assert sign_flip_p_value(d) == pytest.approx(scipy_sign_flip_p(d), abs=1e-12)
+
+
+def test_sign_flip_p_small_samples_have_a_floor() -> None:
+    assert sign_flip_p_value([0.01, 0.02, 0.03]) == pytest.approx(0.25)
+    assert sign_flip_p_value([0.01, 0.02, 0.03, 0.015, 0.025, 0.012]) == pytest.approx(2 / 64)
+
+
+def test_sign_flip_p_edge_cases() -> None:
+    assert math.isnan(sign_flip_p_value([]))
+    assert math.isnan(sign_flip_p_value([0.01, math.nan, 0.02]))
+    assert sign_flip_p_value([0.0, 0.0, 0.0, 0.0]) == 1.0
+    assert sign_flip_p_value([0.01]) == 1.0  # one pair: both signs reach |mean|
+
+
+def test_sign_flip_p_monte_carlo_above_16_is_seeded_and_close_to_exact() -> None:
+    d = np.random.default_rng(3).normal(0.004, 0.01, size=17)
+    exact = scipy_sign_flip_p(d.tolist())  # 2**17 assignments: scipy still enumerates them all
+    estimate = sign_flip_p_value(d)
+    assert estimate == sign_flip_p_value(d)
+    assert 0.0 < estimate < 1.0
+    assert estimate == pytest.approx(exact, abs=0.015)
+
+
+def test_holm_adjust_by_hand() -> None:
+    # m = 4 valid values; sorted 0.005, 0.01, 0.03, 0.04 -> 4*0.005, 3*0.01, 2*0.03, max(1*0.04, previous)
+    adjusted = holm_adjust([0.01, 0.04, 0.03, math.nan, 0.005])
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(adjusted[3])
+    assert adjusted[4] == pytest.approx(0.02)
+
+
+def test_holm_adjust_caps_at_one_and_handles_empty() -> None:
+    assert holm_adjust([0.6, 0.7]) == [1.0, 1.0]
+    assert holm_adjust([0.2]) == [0.2]
+    assert holm_adjust([]) == []
+    assert all(math.isnan(x) for x in holm_adjust([math.nan, math.nan]))
+
+
+def test_prob_better_counts_ties_one_half() -> None:
+    assert prob_better([1, 2, 3, 4], [0, 2, 5, 4]) == pytest.approx((1 + 0.5 + 0 + 0.5) / 4)
+    assert prob_better([0.5, 0.6, 0.7], [0.5, 0.5, 0.5]) == pytest.approx(2.5 / 3)
+    assert math.isnan(prob_better([], []))
+    with pytest.raises(ValueError):
+        prob_better([1, 2], [1])
+
+
+@pytest.mark.parametrize(("ci_low", "ci_high", "delta", "n", "higher_is_better", "expected"), [
+    (0.02, 0.04, 0.03, 3, True, "better"),
+    (-0.04, -0.02, -0.03, 3, True, "worse"),
+    (0.005, 0.015, 0.01, 3, True, "better"),  # |delta| exactly the margin counts
+    (-0.005, 0.008, 0.001, 3, True, "within noise"),
+    (0.001, 0.003, 0.002, 5, True, "within noise"),  # real but smaller than the margin
+    (-0.02, 0.05, 0.015, 3, True, "inconclusive"),
+    (0.002, 0.016, 0.009, 3, True, "inconclusive"),  # excludes 0, |delta| < margin, reaches past the margin
+    (0.02, 0.04, 0.03, 1, True, "one run"),
+    (math.nan, math.nan, 0.03, 2, True, "one run"),
+    (-0.04, -0.02, -0.03, 3, False, "better"),  # lower is better, e.g. a latency
+    (0.02, 0.04, 0.03, 3, False, "worse"),
+])
+def test_verdict_rule(ci_low: float, ci_high: float, delta: float, n: int, higher_is_better: bool,
+                      expected: str) -> None:
+    assert verdict(ci_low, ci_high, delta, n, margin=0.01, higher_is_better=higher_is_better) == expected
+
+
+def realistic_counts(n_images: int = 300, n_classes: int = 19, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image per-class pixel counts like a street-scene validation set: some classes absent from most images."""
+    rng = np.random.default_rng(seed)
+    present = rng.random((n_images, n_classes)) < np.linspace(0.95, 0.1, n_classes)
+    unions = np.where(present, rng.integers(200, 50_000, size=(n_images, n_classes)), 0)
+    quality = np.clip(rng.normal(np.linspace(0.9, 0.3, n_classes), 0.1, size=(n_images, n_classes)), 0, 1)
+    intersections = np.floor(unions * quality).astype(np.int64)
+    return intersections, unions
+
+
+def test_pooled_miou_ignores_classes_with_zero_union() -> None:
+    intersections = np.array([[5, 0, 0], [3, 0, 1]])
+    unions = np.array([[10, 0, 0], [6, 0, 4]])
+    assert pooled_miou(intersections, unions) == pytest.approx((8 / 16 + 1 / 4) / 2)
+    assert math.isnan(pooled_miou(np.zeros((2, 3)), np.zeros((2, 3))))
+    with pytest.raises(ValueError):
+        pooled_miou(intersections, unions[:, :2])
+
+
+def test_bootstrap_miou_interval_matches_a_loop_over_resamples() -> None:
+    intersections, unions = realistic_counts(n_images=40, n_classes=5)
+    drawn = np.random.default_rng(7).integers(0, 40, size=(200, 40))
+    loop = [pooled_miou(intersections[rows], unions[rows]) for rows in drawn]
+    expected = np.percentile(loop, [2.5, 97.5])
+    assert bootstrap_miou_interval(intersections, unions, n_resamples=200, seed=7) == pytest.approx(tuple(expected))
+
+
+def test_bootstrap_miou_interval_is_reproducible_fast_and_contains_the_estimate() -> None:
+    intersections, unions = realistic_counts()
+    start = time.perf_counter()
+    low, high = bootstrap_miou_interval(intersections, unions, n_resamples=1000, seed=0)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0
+    assert (low, high) == bootstrap_miou_interval(intersections, unions, n_resamples=1000, seed=0)
+    assert (low, high) != bootstrap_miou_interval(intersections, unions, n_resamples=1000, seed=1)
+    assert low < pooled_miou(intersections, unions) < high
+    assert 0.0 < high - low < 0.1
+    narrower = bootstrap_miou_interval(intersections, unions, n_resamples=1000, seed=0, confidence=0.5)
+    assert low < narrower[0] < narrower[1] < high
+
+
+def test_bootstrap_miou_interval_without_images_is_nan() -> None:
+    empty = np.zeros((0, 19), dtype=np.int64)
+    assert all(math.isnan(x) for x in bootstrap_miou_interval(empty, empty))
+
+
+def test_seed_summary() -> None:
+    summary = seed_summary([0.50, 0.52, math.nan, 0.54])
+    assert summary["n"] == 3
+    assert summary["mean"] == pytest.approx(0.52)
+    assert summary["sd"] == pytest.approx(0.02)
+    assert summary["values"] == pytest.approx([0.50, 0.52, 0.54])
+    single = seed_summary([0.5])
+    assert (single["n"], single["mean"], math.isnan(single["sd"])) == (1, 0.5, True)
