@@ -12,14 +12,17 @@ from typing import Any
 PACKAGES = ("torch", "torchvision", "timm", "segmentation-models-pytorch", "fvcore", "torchinfo", "numpy", "segbench")
 
 
+def package_version(name: str) -> str | None:
+    """The installed version of distribution `name`, or None when it is not installed."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def package_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    """Versions of the packages a measured number depends on (None for one that is not installed)."""
+    return {name: package_version(name) for name in PACKAGES}
 
 
 def git_commit() -> str | None:

@@ -15,9 +15,9 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from segbench.datasets.base import DatasetInfo, DatasetParams
+from segbench.datasets.base import DatasetInfo, DatasetParams, PairDataset
 from segbench.datasets.labels import IGNORE_INDEX, TRAIN_CLASSES, TRAIN_PALETTE, LabelMapping, train_id_identity
-from segbench.datasets.pairs import PairDataset, Scan, list_folder, match_by_key
+from segbench.datasets.pairs import Scan, list_folder, match_by_key
 from segbench.datasets.registry import DATASETS
 from segbench.errors import DatasetError
 

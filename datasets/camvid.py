@@ -14,9 +14,9 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from segbench.datasets.base import DatasetInfo, DatasetParams
+from segbench.datasets.base import DatasetInfo, DatasetParams, PairDataset
 from segbench.datasets.labels import IGNORE_INDEX, LabelMapping
-from segbench.datasets.pairs import PairDataset, Scan, list_folder, match_by_key
+from segbench.datasets.pairs import Scan, list_folder, match_by_key
 from segbench.datasets.registry import DATASETS
 from segbench.errors import DatasetError
 

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from segbench.datasets.base import DatasetParams
-from segbench.datasets.pairs import PairDataset, target_counts
+from segbench.datasets.base import DatasetParams, PairDataset, default_cache_dir
+from segbench.datasets.pairs import target_counts
 from segbench.datasets.palettes import describe_values
-from segbench.datasets.registry import DATASETS, default_cache_dir
+from segbench.datasets.registry import DATASETS
 from segbench.errors import DatasetError
 
 # kind -> what it means, in the order reports list them.

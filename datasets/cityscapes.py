@@ -19,7 +19,7 @@ from typing import ClassVar, Literal
 from PIL import Image  # noqa: F401  (tests/test_datasets_cityscapes.py patches Image.open through this module)
 from pydantic import Field, ValidationInfo, field_validator
 
-from segbench.datasets.base import DatasetInfo, DatasetParams
+from segbench.datasets.base import DatasetInfo, DatasetParams, PairDataset
 from segbench.datasets.labels import (
     IGNORE_INDEX,
     ClassMode,
@@ -30,7 +30,7 @@ from segbench.datasets.labels import (
     id_to_train_id,
     train_id_identity,
 )
-from segbench.datasets.pairs import PairDataset, Scan, list_folder
+from segbench.datasets.pairs import Scan, list_folder
 from segbench.datasets.registry import DATASETS
 from segbench.errors import DatasetError
 

@@ -13,16 +13,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from segbench.datasets.base import DatasetParams
-from segbench.datasets.pairs import (
-    MASK_EXTENSIONS,
-    ClassFileDataset,
-    Scan,
-    is_image,
-    list_folder,
-    match_by_key,
-    split_names,
-)
+from segbench.datasets.base import ClassFileDataset, DatasetParams
+from segbench.datasets.pairs import MASK_EXTENSIONS, Scan, is_image, list_folder, match_by_key, split_names
 from segbench.datasets.registry import DATASETS
 from segbench.errors import DatasetError
 

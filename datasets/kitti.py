@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from segbench.datasets.base import DatasetInfo, DatasetParams
+from segbench.datasets.base import DatasetInfo, DatasetParams, PairDataset
 from segbench.datasets.cityscapes import (
     CityscapesClassesParams,
     cityscapes_class_mode,
@@ -24,7 +24,7 @@ from segbench.datasets.cityscapes import (
     label_id_prediction_mapping,
 )
 from segbench.datasets.labels import LabelMapping, compose, id_to_train_id
-from segbench.datasets.pairs import PairDataset, Scan, list_folder, match_by_key, split_names
+from segbench.datasets.pairs import Scan, list_folder, match_by_key, split_names
 from segbench.datasets.registry import DATASETS
 from segbench.errors import DatasetError
 

@@ -20,8 +20,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from segbench.datasets.base import DatasetParams
-from segbench.datasets.pairs import ClassFileDataset, Scan
+from segbench.datasets.base import ClassFileDataset, DatasetParams
+from segbench.datasets.pairs import Scan
 from segbench.datasets.registry import DATASETS
 from segbench.errors import DatasetError
 

@@ -6,25 +6,17 @@ the entry's frozen `Params` model, and every pydantic `ValidationError` becomes 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from torch.utils.data import Dataset
 
-from segbench.datasets.base import DatasetInfo, DatasetParams
+from segbench.datasets.base import DatasetInfo, DatasetParams, default_cache_dir
 from segbench.errors import ConfigError
 from segbench.registry import Registry, did_you_mean
 
 DATASETS: Registry[Any] = Registry("dataset")
-
-
-def default_cache_dir() -> Path:
-    """Where generated data and small caches live: `$SEGBENCH_CACHE`, else `~/.cache/segbench`."""
-    if os.environ.get("SEGBENCH_CACHE"):
-        return Path(os.environ["SEGBENCH_CACHE"]).expanduser()
-    return Path.home() / ".cache" / "segbench"
 
 
 def parse_dataset_params(name: str, params: dict[str, Any] | None) -> DatasetParams:

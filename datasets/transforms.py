@@ -8,8 +8,6 @@ seed). Images are resampled bilinearly, labels with nearest-neighbour only, and 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from PIL import Image
@@ -35,6 +33,11 @@ def denormalize(image: torch.Tensor) -> torch.Tensor:
     """Inverse of `normalize`: float [3, H, W] -> uint8 [H, W, 3] (for visualisation)."""
     pixels = image.detach().cpu().mul(_STD).add(_MEAN).clamp(0, 1).mul(255).round()
     return pixels.to(torch.uint8).permute(1, 2, 0)
+
+
+def padded_size(size: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """(H, W) after bottom/right padding of each side up to a multiple of `multiple`, as EvalTransform pads."""
+    return (-(-size[0] // multiple) * multiple, -(-size[1] // multiple) * multiple)  # integer ceiling
 
 
 def _check_pair(image: Image.Image, label: np.ndarray) -> None:
@@ -126,8 +129,7 @@ class EvalTransform:
             image = image.resize(target, Image.BILINEAR)
             label = np.asarray(Image.fromarray(label).resize(target, Image.NEAREST))
         height, width = label.shape
-        padded_h = math.ceil(height / self.pad_multiple) * self.pad_multiple
-        padded_w = math.ceil(width / self.pad_multiple) * self.pad_multiple
+        padded_h, padded_w = padded_size((height, width), self.pad_multiple)
         image_out = torch.zeros(3, padded_h, padded_w)
         label_out = torch.full((padded_h, padded_w), self.ignore_index, dtype=torch.int64)
         image_out[:, :height, :width] = normalize(np.asarray(image))

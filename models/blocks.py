@@ -117,6 +117,17 @@ class LibraryEncoderDecoder(nn.Module):
         return self.head(y)
 
 
+def encode_levels(x: torch.Tensor, levels: nn.ModuleList, pool: nn.Module) -> list[torch.Tensor]:
+    """The encoder of the from-scratch U-Nets: level 0 on the input, every next level on the pooled output of the
+    previous one. Returns each level's output, shallowest first (the last one is the bottleneck, the others the
+    decoder's skips)."""
+    features: list[torch.Tensor] = []
+    for level, block in enumerate(levels):
+        x = block(x if level == 0 else pool(x))
+        features.append(x)
+    return features
+
+
 def check_divisible(x: torch.Tensor, multiple: int, model: str) -> None:
     """Raise ValueError with the reason when the input's H or W is not a multiple of `multiple`."""
     height, width = x.shape[-2:]

@@ -15,9 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segbench.models.blocks import DoubleConvReLUBN, LibraryEncoderDecoder, check_divisible
-from segbench.models.encoders import library_encoder_problem
-from segbench.models.registry import ModelEntry, multiple_reason, native_only, probe, register_model
+from segbench.models.blocks import DoubleConvReLUBN, LibraryEncoderDecoder, check_divisible, encode_levels
+from segbench.models.registry import ModelEntry, multiple_reason, native_only, native_or_library_entry, register_model
 
 STUDY_SIZE = 256
 ENCODER_DILATIONS = (1, 1, 3, 3)  # levels 64, 128, 256, 512
@@ -53,10 +52,7 @@ class _DDUNetBase(nn.Module):
         self.head = nn.Conv2d(64, classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for level, block in enumerate(self.down):
-            x = block(x if level == 0 else self.pool(x))
-            skips.append(x)
+        skips = encode_levels(x, self.down, self.pool)
         x = skips.pop()
         for upsample, block in zip(self.upsample, self.up, strict=True):
             x = block(torch.cat([upsample(x), skips.pop()], dim=1))
@@ -125,18 +121,6 @@ def native_size_reason(height: int, width: int) -> str:
     )
 
 
-def build_ddunet(encoder: str, classes: int, in_channels: int) -> nn.Module:
-    if encoder == "native":
-        return DDUNet(in_channels=in_channels, classes=classes)
-    return DDUNetDecoder(encoder, classes=classes, in_channels=in_channels)
-
-
-def check_ddunet_encoder(encoder: str) -> str | None:
-    if encoder == "native":
-        return None
-    return library_encoder_problem(encoder) or probe("ddunet", encoder)
-
-
 def check_ddunet_size(height: int, width: int) -> str | None:
     """Sizes no form of `ddunet` takes: the native form needs 256x256, the library forms multiples of 32."""
     if height % 32 == 0 and width % 32 == 0:
@@ -149,22 +133,19 @@ def check_ddunet_size(height: int, width: int) -> str | None:
     )
 
 
-def check_ddunet_encoder_size(encoder: str, height: int, width: int) -> str | None:
-    if encoder == "native":
-        return None if (height, width) == (STUDY_SIZE, STUDY_SIZE) else native_size_reason(height, width)
-    return probe("ddunet", encoder, (height, width))
+def check_native_size(height: int, width: int) -> str | None:
+    return None if (height, width) == (STUDY_SIZE, STUDY_SIZE) else native_size_reason(height, width)
 
 
 register_model(
-    ModelEntry(
+    native_or_library_entry(
         name="ddunet",
-        build=build_ddunet,
         description="DDU-Net: 'native' = study C's network (10.8 M, 256x256 only); "
         "a library encoder = U-Net decoder with dilation-3 stages at the two deepest levels",
-        pad_multiple=32,
-        check_encoder=check_ddunet_encoder,
+        native=DDUNet,
+        library=DDUNetDecoder,
         check_size=check_ddunet_size,
-        check_encoder_size=check_ddunet_encoder_size,
+        check_native_size=check_native_size,
     )
 )
 register_model(

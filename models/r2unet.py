@@ -11,9 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segbench.models.blocks import LibraryEncoderDecoder, RRCNNBlock, check_divisible
-from segbench.models.encoders import library_encoder_problem
-from segbench.models.registry import ModelEntry, multiple_reason, probe, register_model
+from segbench.models.blocks import LibraryEncoderDecoder, RRCNNBlock, check_divisible, encode_levels
+from segbench.models.registry import multiple_reason, native_or_library_entry, register_model
 
 WIDTHS = (64, 128, 256, 512, 1024)
 
@@ -48,10 +47,7 @@ class R2UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_divisible(x, 16, "r2unet (native)")
-        skips = []
-        for level, block in enumerate(self.down):
-            x = block(x if level == 0 else self.pool(x))
-            skips.append(x)
+        skips = encode_levels(x, self.down, self.pool)
         x = skips.pop()
         for upsample, block in zip(self.upsample, self.up, strict=True):
             x = block(upsample(x)) + skips.pop()
@@ -70,39 +66,14 @@ class R2UNetDecoder(LibraryEncoderDecoder):
         )
 
 
-def build(encoder: str, classes: int, in_channels: int) -> nn.Module:
-    if encoder == "native":
-        return R2UNet(in_channels=in_channels, classes=classes)
-    return R2UNetDecoder(encoder, classes=classes, in_channels=in_channels)
-
-
-def check_encoder(encoder: str) -> str | None:
-    if encoder == "native":
-        return None
-    return library_encoder_problem(encoder) or probe("r2unet", encoder)
-
-
-def check_size(height: int, width: int) -> str | None:
-    return multiple_reason("r2unet", 16, height, width, "the native form max-pools 4 times")
-
-
-def check_encoder_size(encoder: str, height: int, width: int) -> str | None:
-    if encoder == "native":
-        return None
-    return multiple_reason("r2unet", 32, height, width, "a library encoder downsamples 5 times") or probe(
-        "r2unet", encoder, (height, width)
-    )
-
-
 register_model(
-    ModelEntry(
+    native_or_library_entry(
         name="r2unet",
-        build=build,
         description="R2U-Net: 'native' = study C's network (RRCNN, added skips, 49.5 M); "
         "a library encoder = RRCNN blocks as the U-Net decoder stages on that encoder",
-        pad_multiple=32,
-        check_encoder=check_encoder,
-        check_size=check_size,
-        check_encoder_size=check_encoder_size,
+        native=R2UNet,
+        library=R2UNetDecoder,
+        check_size=lambda height, width: multiple_reason("r2unet", 16, height, width,
+                                                         "the native form max-pools 4 times"),
     )
 )

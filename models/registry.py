@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from segbench.errors import ConfigError
-from segbench.models.encoders import load_encoder_weights
+from segbench.models.encoders import library_encoder_problem, load_encoder_weights
 from segbench.registry import Registry
 
 
@@ -61,8 +61,10 @@ def multiple_reason(name: str, multiple: int, height: int, width: int, why: str)
     """A reason when (height, width) is not a multiple of `multiple`, naming the nearest valid crops."""
     if height % multiple == 0 and width % multiple == 0:
         return None
+    from segbench.datasets.transforms import padded_size  # here: importing segbench.datasets registers them all
+
     lower = [max(multiple, size // multiple * multiple) for size in (height, width)]
-    upper = [-(-size // multiple) * multiple for size in (height, width)]
+    upper = list(padded_size((height, width), multiple))
     return (
         f"{name} needs height and width that are multiples of {multiple} ({why}), got {height}x{width}; "
         f"use a crop such as {lower} or {upper}"
@@ -81,6 +83,44 @@ def native_only(model: str, alternative: str) -> Callable[[str], str | None]:
         )
 
     return check
+
+
+def native_or_library_entry(
+    name: str,
+    description: str,
+    native: Callable[[int, int], nn.Module],
+    library: Callable[[str, int, int], nn.Module],
+    check_size: Callable[[int, int], str | None],
+    check_native_size: Callable[[int, int], str | None] = lambda height, width: None,
+) -> ModelEntry:
+    """The entry of a study network registered in two forms, chosen by the encoder name.
+
+    native: `(in_channels, classes) -> network`, the study's from-scratch network, built for encoder 'native'.
+    library: `(encoder, classes, in_channels) -> network`, the study's blocks as a decoder on any library encoder,
+        which is checked like every library encoder (`library_encoder_problem`, then a meta-device `probe`) and takes
+        multiples of 32 (the encoder downsamples 5 times) that the probe accepts.
+    check_size: sizes no form takes; check_native_size: further limits of the native form (e.g. one fixed size).
+    """
+
+    def build(encoder: str, classes: int, in_channels: int) -> nn.Module:
+        if encoder == "native":
+            return native(in_channels, classes)
+        return library(encoder, classes, in_channels)
+
+    def check_encoder(encoder: str) -> str | None:
+        if encoder == "native":
+            return None
+        return library_encoder_problem(encoder) or probe(name, encoder)
+
+    def check_encoder_size(encoder: str, height: int, width: int) -> str | None:
+        if encoder == "native":
+            return check_native_size(height, width)
+        return multiple_reason(name, 32, height, width, "a library encoder downsamples 5 times") or probe(
+            name, encoder, (height, width)
+        )
+
+    return ModelEntry(name=name, build=build, description=description, pad_multiple=32, check_encoder=check_encoder,
+                      check_size=check_size, check_encoder_size=check_encoder_size)
 
 
 def _first_line(exc: Exception) -> str:

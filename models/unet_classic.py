@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.models.blocks import DoubleConvReLUBN, check_divisible
+from segbench.models.blocks import DoubleConvReLUBN, check_divisible, encode_levels
 from segbench.models.registry import ModelEntry, multiple_reason, native_only, register_model
 
 WIDTHS = (64, 128, 256, 512, 1024)
@@ -38,10 +38,7 @@ class ClassicUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_divisible(x, 16, "unet-classic")
-        skips = []
-        for level, block in enumerate(self.down):
-            x = block(x if level == 0 else self.pool(x))
-            skips.append(x)
+        skips = encode_levels(x, self.down, self.pool)
         x = skips.pop()
         for block in self.up:
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)

@@ -15,7 +15,7 @@ from segbench.analysis.compare import Check, compare_summaries, parse_check
 from segbench.analysis.summary import load_summary, summarize
 from segbench.cli import app
 from segbench.errors import ConfigError
-from segbench.measure.cost import count_macs, count_params
+from segbench.measure import count_macs, count_params
 from segbench.records.store import RECORD_SCHEMA_VERSION, write_record
 
 SLUG = "unet__resnet18__ce__synthetic__s0"
@@ -106,9 +106,24 @@ def test_latency_is_gated_through_the_ratio():
 def test_different_config_hashes_are_not_comparable_and_never_regressions():
     base = summarize([record(config_hash="aaaa", miou=0.9)])
     current = summarize([record(config_hash="bbbb", miou=0.1)])
+    allowed = compare_summaries(base, current, [parse_check("miou:-0.01")], allow_not_comparable=True)
+    assert allowed.exit_code == 0 and allowed.compared == 0 and not allowed.failures
+    assert allowed.not_comparable == [{"cell": SLUG, "base_hash": "aaaa", "current_hash": "bbbb"}]
+
+
+def test_a_gate_that_compares_nothing_fails():
+    """A baseline whose cells all have other config hashes checks nothing: that fails unless allowed."""
+    other = "fpn__resnet18__ce__synthetic__s0"
+    base = summarize([record(config_hash="aaaa"), record(slug=other, config_hash="cccc")])
+    current = summarize([record(config_hash="bbbb"), record(slug=other, config_hash="dddd")])
     outcome = compare_summaries(base, current, [parse_check("miou:-0.01")])
-    assert outcome.exit_code == 0 and outcome.compared == 0
-    assert outcome.not_comparable == [{"cell": SLUG, "base_hash": "aaaa", "current_hash": "bbbb"}]
+    assert outcome.exit_code == 1 and outcome.compared == 0 and not outcome.failures  # no regression is claimed
+    assert outcome.not_comparable_failure.startswith("2 baseline cells have no comparable counterpart")
+    assert "--allow-not-comparable" in outcome.not_comparable_failure
+    one = compare_summaries(summarize([record(config_hash="aaaa")]), current, [])
+    assert one.exit_code == 1 and one.not_comparable_failure.startswith("1 baseline cell has no comparable")
+    assert compare_summaries(base, current, [], allow_not_comparable=True).exit_code == 0
+    assert compare_summaries(base, copy.deepcopy(base), []).not_comparable_failure is None
 
 
 def test_missing_cells_are_listed_and_a_failed_cell_fails():
@@ -169,6 +184,11 @@ def test_cli_summary_and_compare_exit_codes(tmp_path: Path, widths):
 def test_cli_compare_shows_not_comparable_and_missing(tmp_path: Path):
     base_dir = _results(tmp_path / "base", [record(config_hash="aaaa"), record(slug="fpn__r__ce__d__s0")])
     current_dir = _results(tmp_path / "current", [record(config_hash="bbbb", miou=0.0)])
-    result = CliRunner().invoke(app, ["compare", str(base_dir), str(current_dir), "--fail-on", "miou:-0.01"])
+    command = ["compare", str(base_dir), str(current_dir), "--fail-on", "miou:-0.01"]
+    result = CliRunner().invoke(app, [*command, "--allow-not-comparable"])
     assert result.exit_code == 0, result.output
     assert f"not comparable: {SLUG}" in result.output and "missing in current: fpn__r__ce__d__s0" in result.output
+    gate = CliRunner().invoke(app, command)
+    assert gate.exit_code == 1, gate.output
+    assert "NOT COMPARABLE 1 baseline cell has no comparable counterpart (other config hashes)" in gate.output
+    assert "REGRESSION" not in gate.output

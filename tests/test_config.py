@@ -135,6 +135,8 @@ def test_overrides(tmp_path: Path):
     assert grid.train.epochs == 3 and grid.eval.batch_size == 2 and grid.models == ["unet"]
     with pytest.raises(ConfigError, match="must look like key.path=value"):
         load_grid(path, ["train.epochs"])
+    with pytest.raises(ConfigError, match="'models=\\[unet' holds a value that is not valid YAML"):
+        load_grid(path, ["models=[unet"])
 
 
 def test_every_shipped_grid_is_valid():

@@ -163,6 +163,8 @@ def test_unusable_input_exits_2(tmp_path):
     assert outcome.exit_code == 2 and "did you mean 'unknown_as_class'" in outcome.output
     outcome = run("data", "check", "-d", "bdd100k", "--root", tmp_path, "--param", "novalue")
     assert outcome.exit_code == 2 and "key=value" in outcome.output
+    outcome = run("data", "check", "-d", "bdd100k", "--root", tmp_path, "--param", "unknown_as_class=[true")
+    assert outcome.exit_code == 2 and "not valid YAML" in outcome.output
 
 
 def test_missing_split_folder_is_a_problem_naming_the_split(tmp_path):

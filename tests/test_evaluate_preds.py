@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from segbench.cli import app
 from segbench.datasets import build_dataset, parse_dataset_params
-from segbench.metrics.confusion import compute_metrics
+from segbench.metrics.compute import compute_metrics
 from segbench.metrics.prediction_files import metrics_with_void_predictions, score_predictions
 
 WIDE = {"COLUMNS": "400"}

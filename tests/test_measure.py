@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from segbench.cli import app
 from segbench.grid.cells import Cell
 from segbench.grid.schema import DatasetSpec, EvalConfig, LossSpec, MeasureConfig, TrainConfig
-from segbench.measure.cost import (
+from segbench.measure import (
     REFERENCE_WORKLOAD,
     cell_cost,
     count_macs,
@@ -116,21 +116,22 @@ def test_measure_latency_records_conditions_and_the_reference_ratio():
     assert "cudnn_benchmark" in conditions and conditions["device"]
 
 
-def _cell(measure: MeasureConfig) -> Cell:
+def _cell(measure: MeasureConfig, batch_size: int = 2) -> Cell:
     return Cell(dataset=DatasetSpec(name="synthetic"), model="unet", encoder="resnet18", loss=LossSpec(name="ce"),
-                seed=0, train=TrainConfig(epochs=1, batch_size=2, crop=(32, 48)), eval=EvalConfig(), measure=measure)
+                seed=0, train=TrainConfig(epochs=1, batch_size=batch_size, crop=(32, 48)), eval=EvalConfig(),
+                measure=measure)
 
 
 def test_cell_cost_measures_everything_with_cpu_memory_in_a_fresh_process():
     model = tiny_net()
-    cost = cell_cost(model, _cell(TINY_SETTINGS), (3, 32, 64), "cpu")
+    cost = cell_cost(model, _cell(TINY_SETTINGS, batch_size=8), (3, 32, 64), "cpu", train_batch_size=2)
     assert cost["params"]["total"] == count_params(model)["total"]
     assert cost["macs"]["input_shape"] == [1, 3, 32, 64]
     assert cost["macs"]["macs"] == 32 * 64 * (3 * 8 * 9 + 8 * 4)
     assert cost["latency"]["latency_ratio"] > 0
     memory = cost["memory"]
     assert memory["device_type"] == "cpu" and "fresh process" in memory["method"]
-    assert memory["train_step"]["input_shape"] == [2, 3, 32, 48]  # the cell's training batch and crop
+    assert memory["train_step"]["input_shape"] == [2, 3, 32, 48]  # the batch it trained with, the cell's crop
     assert memory["inference"]["input_shape"] == [2, 3, 32, 64]
     for phase in ("train_step", "inference"):
         measured = memory[phase]
@@ -143,9 +144,26 @@ def test_cell_cost_measures_everything_with_cpu_memory_in_a_fresh_process():
     json.dumps(cost)  # raw numbers only: the record can store it
 
 
+def test_training_step_memory_uses_the_batch_size_the_cell_trained_with(tmp_path: Path):
+    """After an out-of-memory retry the cell trains with half its grid batch size; the training-step memory must be
+    measured at that size, not at the grid's (which did not fit)."""
+    from segbench.cell.pipeline import train_and_evaluate
+
+    dataset = DatasetSpec(name="synthetic", params={"n_train": 4, "n_val": 1, "height": 32, "width": 64, "seed": 0})
+    cell = Cell(dataset=dataset, model="unet", encoder="resnet18", loss=LossSpec(name="ce"), seed=0,
+                train=TrainConfig(iterations=1, batch_size=4, crop=(32, 64)), eval=EvalConfig(batch_size=1),
+                measure=MeasureConfig(warmup=1, iters=1, batch_size=1, macs=False))
+    parts = train_and_evaluate(cell, tmp_path, CPU, emit=lambda event: None, cache_dir=tmp_path, batch_size=2)
+    assert parts["train_batch_size"] == 2
+    train_step = parts["cost"]["memory"]["train_step"]
+    assert "error" not in train_step, train_step
+    assert train_step["input_shape"] == [2, 3, 32, 64]
+    assert parts["cost"]["memory"]["estimate"]["input_shape"] == [2, 3, 32, 64]
+
+
 def test_measurements_can_be_switched_off():
     cost = cell_cost(tiny_net(), _cell(MeasureConfig(warmup=1, iters=2, batch_size=2, macs=False, memory=False)),
-                     (3, 16, 16), "cpu")
+                     (3, 16, 16), "cpu", train_batch_size=2)
     assert "macs" not in cost and "memory" not in cost and cost["latency"]["batch_1"]["n"] == 2
 
 
@@ -171,7 +189,7 @@ def test_cuda_memory_and_latency_on_a_gpu():
     cell = _cell(TINY_SETTINGS)
     model = build_model("unet", encoder="resnet18", classes=19).cuda()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    cost = cell_cost(model, cell, (3, 64, 128), "cuda")
+    cost = cell_cost(model, cell, (3, 64, 128), "cuda", train_batch_size=cell.train.batch_size)
     memory = cost["memory"]
     assert memory["train_step"]["peak_allocated_bytes"] > memory["inference"]["peak_allocated_bytes"] > 0
     assert memory["train_step"]["peak_reserved_bytes"] >= memory["train_step"]["peak_allocated_bytes"]

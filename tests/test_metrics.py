@@ -1,4 +1,5 @@
-"""segbench.metrics.confusion against independent references (scikit-learn, torchmetrics) and hand-computed matrices."""
+"""segbench.metrics (confusion counting, the compute step) against independent references (scikit-learn, torchmetrics)
+and hand-computed matrices."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.metrics import jaccard_score, precision_recall_fscore_support
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from segbench.metrics.confusion import ConfusionMatrix, compute_metrics, confusion_matrix
+from segbench.metrics.compute import compute_metrics
+from segbench.metrics.confusion import ConfusionMatrix, confusion_matrix
 
 IGNORE = 255
 NUM_CLASSES = 7

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from segbench.errors import ConfigError
-from segbench.measure.cost import count_params
+from segbench.measure import count_params
 from segbench.models import build_model, incompatibility
 from segbench.models.blocks import RecurrentConv
 from segbench.models.ddunet import DDUNet, DDUNetSame

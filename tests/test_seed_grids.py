@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from segbench.cell.pipeline import make_datasets
+from segbench.cell.data import make_datasets
 from segbench.cli import app
 from segbench.grid.cells import expand
 from segbench.grid.load import load_grid, load_yaml, parse_grid

@@ -3,7 +3,9 @@
 A check `FIELD:THRESHOLD` names a numeric summary field and how far it may move in the direction of a regression:
 the sign is that direction. `miou:-0.02` fails when mIoU drops by more than 0.02 (absolute); `gmacs:+0%` fails on any
 increase of GMACs; `latency_ratio:+25%` fails when the latency ratio grows by more than 25 % (relative). Cells whose
-config hashes differ were measured under different settings: they are "not comparable", never regressions.
+config hashes differ were measured under different settings: they are "not comparable", never regressions, but a
+gate that could not compare a baseline cell fails unless that is allowed (otherwise any change of hash would leave
+the gate checking nothing).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from segbench.analysis.summary import NUMERIC_FIELDS
 from segbench.errors import ConfigError
+from segbench.metrics.catalogue import SUMMARY_FIELDS
 from segbench.registry import did_you_mean
 
 SPEC = re.compile(r"^(?P<field>[a-z0-9_]+):(?P<sign>[+-])(?P<amount>\d+(?:\.\d*)?|\.\d+)(?P<percent>%?)$")
@@ -54,8 +56,8 @@ def parse_check(text: str) -> Check:
             "(relative rise), the sign being the direction of a regression."
         )
     name = match["field"]
-    if name not in NUMERIC_FIELDS:
-        choices = sorted(NUMERIC_FIELDS)
+    if name not in SUMMARY_FIELDS:
+        choices = sorted(SUMMARY_FIELDS)
         raise ConfigError(f"--fail-on '{text}' names an unknown field '{name}'{did_you_mean(name, choices)}; "
                           f"valid fields: {', '.join(choices)}.")
     return Check(name, +1 if match["sign"] == "+" else -1, float(match["amount"]), bool(match["percent"]))
@@ -87,10 +89,22 @@ class Comparison:
     missing_in_base: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     compared: int = 0
+    allow_not_comparable: bool = False
+
+    @property
+    def not_comparable_failure(self) -> str | None:
+        """One sentence when baseline cells had no comparable counterpart and that was not allowed, else None."""
+        count = len(self.not_comparable)
+        if not count or self.allow_not_comparable:
+            return None
+        cells = "1 baseline cell has" if count == 1 else f"{count} baseline cells have"
+        return (f"{cells} no comparable counterpart (other config hashes): the gate compared nothing for "
+                f"{'it' if count == 1 else 'them'}; refresh the baseline with `make baseline` after an intended "
+                "change, or pass --allow-not-comparable.")
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failures else 0
+        return 1 if self.failures or self.not_comparable_failure else 0
 
 
 def _defined(value: Any) -> bool:
@@ -117,9 +131,12 @@ def describe_change(base: Any, current: Any) -> str:
 
 
 def compare_summaries(base: dict[str, Any], current: dict[str, Any], checks: list[Check],
-                      fail_on_missing: bool = False) -> Comparison:
-    """Compare every cell present in both summaries; run `checks` on cells with the same config hash."""
-    outcome = Comparison()
+                      fail_on_missing: bool = False, allow_not_comparable: bool = False) -> Comparison:
+    """Compare every cell present in both summaries; run `checks` on cells with the same config hash.
+
+    Cells present on both sides with different config hashes fail the comparison unless `allow_not_comparable`.
+    """
+    outcome = Comparison(allow_not_comparable=allow_not_comparable)
     base_cells, current_cells = base["cells"], current["cells"]
     outcome.missing_in_current = sorted(set(base_cells) - set(current_cells))
     outcome.missing_in_base = sorted(set(current_cells) - set(base_cells))

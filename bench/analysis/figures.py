@@ -19,12 +19,16 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from segbench.analysis.tables import short_label  # noqa: E402
+from segbench.records.rows import record_row  # noqa: E402
 
 DPI = 110
 IGNORE_COLOUR = (0, 0, 0)
 CORRECT_COLOUR = (215, 215, 215)
 WRONG_COLOUR = (220, 30, 30)
+
+
+def _label(record: dict[str, Any]) -> str:
+    return record_row(record)["label"]
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
@@ -48,9 +52,7 @@ def pareto_front(xs: list[float], ys: list[float]) -> list[int]:
 
 def pareto_figure(records: list[dict[str, Any]], path: Path, title: str) -> Path | None:
     """mIoU against latency (batch 1) and against GMACs, with the Pareto front drawn and its cells named."""
-    from segbench.analysis.summary import cell_row
-
-    rows = [(short_label(r), cell_row(r)) for r in records]
+    rows = [(row["label"], row) for row in map(record_row, records)]
     axes_spec = [("latency_ms_p50", "latency p50 at batch 1 (ms)"), ("gmacs", "GMACs at batch 1")]
     usable = [(label, row) for label, row in rows if row["miou"] is not None]
     if not usable:
@@ -135,7 +137,7 @@ def iou_vs_share_figure(records: list[dict[str, Any]], best: dict[str, Any], cla
         share, iou = _share_and_iou(record)
         axis.scatter(share, iou, s=12, color="0.75", zorder=1)
     share, iou = _share_and_iou(best)
-    axis.scatter(share, iou, s=30, color="tab:blue", zorder=3, label=f"best cell: {short_label(best)}")
+    axis.scatter(share, iou, s=30, color="tab:blue", zorder=3, label=f"best cell: {_label(best)}")
     axis.set_xscale("log")
     axis.set_ylim(-3, 103)
     named = [(name, x, y) for name, x, y in zip(classes, share, iou, strict=False) if not math.isnan(y)]
@@ -186,7 +188,7 @@ def training_curves_figure(records: list[dict[str, Any]], path: Path, title: str
         colour = colours(index % colours.N)
         epochs = [h["epoch"] for h in history]
         loss_axis.plot(epochs, [h.get("train_loss") for h in history], "-o", ms=4, color=colour,
-                       label=short_label(record))
+                       label=_label(record))
         evaluated = [h for h in history if h.get("val_miou") is not None]
         miou_axis.plot([h["epoch"] for h in evaluated], [h["val_miou"] * 100 for h in evaluated], "-o", ms=4,
                        color=colour)
@@ -225,7 +227,7 @@ def confusion_figure(record: dict[str, Any], classes: list[str], path: Path, tit
                 axis.text(column, row, f"{value:.2f}".lstrip("0"), ha="center", va="center", fontsize=6,
                           color="white" if value > 0.5 else "black")
     figure.colorbar(image, ax=axis, fraction=0.04, label="share of the ground-truth row")
-    axis.set_title(f"{title}: confusion matrix of {short_label(record)}\n(row-normalised; grey rows: class absent "
+    axis.set_title(f"{title}: confusion matrix of {_label(record)}\n(row-normalised; grey rows: class absent "
                    "from the ground truth)", fontsize=10)
     return _save(figure, path)
 
@@ -279,6 +281,6 @@ def examples_figure(record: dict[str, Any], cell_dir: Path, path: Path, title: s
               Patch(color=np.array(WRONG_COLOUR) / 255, label="wrong"),
               Patch(color=np.array(IGNORE_COLOUR) / 255, label="ignored (void)")]
     figure.legend(handles=legend, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.02))
-    figure.suptitle(f"{title}: {short_label(record)}, best and worst val images by pixel accuracy", fontsize=10)
+    figure.suptitle(f"{title}: {_label(record)}, best and worst val images by pixel accuracy", fontsize=10)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
     return _save(figure, path)

@@ -6,7 +6,6 @@ stays readable in an 80-column terminal; the ids are in the records and in `segb
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
@@ -14,69 +13,40 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-# column -> (header, decimals; None for text)
-COLUMNS: dict[str, tuple[str, int | None]] = {
-    "model": ("model", None),
-    "encoder": ("encoder", None),
-    "loss": ("loss", None),
-    "dataset": ("data", None),
-    "seed": ("seed", None),
-    "status": ("status", None),
-    "miou": ("mIoU", 3),
-    "pixel_accuracy": ("pix.acc", 3),
-    "micro_iou": ("microIoU", 3),
-    "params_m": ("Mparams", 1),
-    "train_time_s": ("train s", 0),
-}
+from segbench.metrics.catalogue import METRICS
+from segbench.records.rows import rows_frame
+
+AXES = ("model", "encoder", "loss", "dataset", "seed", "status")
+SHOWN_METRICS = ("miou", "pixel_accuracy", "micro_iou", "params", "train_time_s")
+HEADERS = {"dataset": "data"}  # the other axes are headed by their name
 
 
-def leaderboard_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per record, sorted by mIoU (failed cells last)."""
-    rows = []
-    for record in records:
-        config = record.get("config") or {}
-        metrics = record.get("metrics") or {}
-        params = ((record.get("cost") or {}).get("params") or {}).get("total")
-        loss = config.get("loss") or {}
-        dataset = config.get("dataset") or {}
-        rows.append(
-            {
-                "model": config.get("model"),
-                "encoder": config.get("encoder"),
-                "loss": loss.get("id") or loss.get("name"),
-                "dataset": dataset.get("id") or dataset.get("name"),
-                "seed": config.get("seed"),
-                "status": record["status"],
-                "miou": metrics.get("miou"),
-                "pixel_accuracy": metrics.get("pixel_accuracy"),
-                "micro_iou": metrics.get("micro_iou"),
-                "params_m": params / 1e6 if params else None,
-                "train_time_s": (record.get("timing") or {}).get("train_time_s"),
-            }
-        )
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    return frame.sort_values("miou", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+def _header(key: str) -> str:
+    return METRICS[key].short if key in METRICS else HEADERS.get(key, key)
 
 
-def _format(value: Any, digits: int | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+def _cell_text(value: Any, key: str) -> str:
+    if pd.isna(value):
         return "-"
-    if digits is not None:
-        return f"{value:.{digits}f}"
-    return str(value)
+    if key in METRICS:
+        return METRICS[key].fmt(value)
+    return str(int(value)) if key == "seed" else str(value)
 
 
 def print_leaderboard(console: Console, records: list[dict[str, Any]], title: str = "leaderboard") -> None:
-    frame = leaderboard_frame(records)
+    """One line per cell, best mIoU first (cells without mIoU last, in red), then one line per failure."""
+    frame = rows_frame(records, ranked=True)
     # Columns that are the same in every row (one dataset, one seed) say nothing: leave them out.
-    shown = [key for key in COLUMNS if key not in ("dataset", "seed") or frame[key].nunique(dropna=False) > 1]
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True)
+    shown = [key for key in (*AXES, *SHOWN_METRICS)
+             if key not in ("dataset", "seed") or frame[key].nunique(dropna=False) > 1]
+    percent = [METRICS[key].short for key in shown if key in METRICS and METRICS[key].unit == "fraction"]
+    table = Table(title=title, caption=f"{', '.join(percent)} in %" if percent else None, box=box.SIMPLE_HEAD,
+                  padding=(0, 1), pad_edge=False, collapse_padding=True)
     for key in shown:
-        header, digits = COLUMNS[key]
-        table.add_column(header, justify="left" if digits is None else "right", no_wrap=True)
-    for row in frame.itertuples(index=False):
-        style = None if row.status == "ok" else "red"
-        table.add_row(*(_format(getattr(row, key), COLUMNS[key][1]) for key in shown), style=style)
+        table.add_column(_header(key), justify="right" if key in METRICS else "left", no_wrap=True)
+    for _, row in frame.iterrows():
+        style = None if row["status"] == "ok" else "red"
+        table.add_row(*(_cell_text(row[key], key) for key in shown), style=style)
     console.print(table)
     for record in records:
         if record["status"] != "ok":

@@ -18,7 +18,10 @@ import segbench
 from segbench.analysis import figures, tables
 from segbench.analysis.summary import select_latest
 from segbench.errors import ConfigError
-from segbench.records.store import STATUS_OK, cells_dir, load_records, now_iso
+from segbench.metrics.catalogue import METRICS, fixed
+from segbench.records.paths import cell_dir, cells_dir
+from segbench.records.rows import record_row
+from segbench.records.store import STATUS_OK, load_records, now_iso
 
 MICRO_NOTE = (
     "Micro scores pool every pixel over classes, so for single-label predictions micro sensitivity = micro Dice = "
@@ -96,7 +99,7 @@ def write_report(results: Path, out: Path | None = None) -> Path:
                f"{len(loaded.unreadable)} unreadable. Regenerate with `segbench report {results}`.")
     datasets: dict[str, list[dict[str, Any]]] = {}
     for record in ok:
-        datasets.setdefault(tables.dataset_key(record), []).append(record)
+        datasets.setdefault(record_row(record)["dataset"] or "unknown", []).append(record)
     writer.add("## Contents", *[f"- [{name}](#dataset-{_slugify(name).lower()})" for name in datasets],
                "- [Seeds](#seeds)", "- [Failed cells](#failed-cells)", "- [Not comparable](#not-comparable)",
                "- [Environment](#environment)", "- [Metric definitions](#metric-definitions)")
@@ -115,13 +118,15 @@ def write_report(results: Path, out: Path | None = None) -> Path:
 
 def _dataset_sections(writer: ReportWriter, name: str, records: list[dict[str, Any]]) -> None:
     slug = _slugify(name)
-    best = max(records, key=lambda r: r["metrics"]["miou"] if r["metrics"].get("miou") is not None else -1)
+    rows = [record_row(record) for record in records]
+    best_index = max(range(len(records)), key=lambda i: rows[i]["miou"] if rows[i]["miou"] is not None else -1)
+    best, best_row = records[best_index], rows[best_index]
     classes = (best.get("dataset") or {}).get("classes") or [str(i) for i in range(len(best["confusion_matrix"]))]
     conditions = ((best.get("cost") or {}).get("latency") or {}).get("conditions") or {}
-    batch_n = (((best.get("cost") or {}).get("latency") or {}).get("batch_n") or {}).get("batch_size")
     writer.add(f"## Dataset: {name}", f"{len(records)} cells; best by val mIoU: `{best['slug']}`.")
     writer.add("### Leaderboard",
-               f"Best value of each column in bold. Latency: median at batch 1; throughput at batch {batch_n}; "
+               "Best value of each column in bold. Latency: median at batch 1; throughput at batch "
+               f"{best_row['batch_n']}; "
                f"measured on {conditions.get('device', '?')} ({conditions.get('device_type', '?')}, threads: "
                f"{conditions.get('threads', '?')}, autocast: {conditions.get('autocast') or 'off'}); absolute times "
                "on a shared machine swing with its load, the latency ratio in the cost table below does not. "
@@ -135,7 +140,7 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[dict[str, A
     writer.table(tables.seed_style_frame(records), tables.SEED_STYLE, f"micro-macro-{slug}.csv")
     writer.add("### Per-class IoU", "IoU (%) per class and cell; `-`: class absent from ground truth and prediction.")
     per_class = tables.per_class_iou_frame(records, classes)
-    percent_columns = {name: tables.Column(name, tables.fixed(1, 0.01)) for name in per_class.columns}
+    percent_columns = {name: tables.Column(name, fixed(1, 0.01)) for name in per_class.columns}
     writer.add(tables.markdown_table(per_class.reset_index(), {"class": tables.Column("class", str),
                                                                **percent_columns}))
     writer.add(f"CSV: {writer.csv(per_class, f'per-class-iou-{slug}.csv')}")
@@ -146,15 +151,15 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[dict[str, A
     writer.add(f"### Best cell: {best['slug']}", f"Checkpoint: {best.get('selection', 'best val mIoU')}.")
     writer.figure(figures.confusion_figure(best, classes, writer.figures_dir / f"{slug}-confusion.png", name),
                   "row-normalised confusion matrix")
-    cell_dir = writer.results / "cells" / best["cell_id"]
-    writer.figure(figures.examples_figure(best, cell_dir, writer.figures_dir / f"{slug}-examples.png", name),
-                  "best and worst val images")
+    examples = figures.examples_figure(best, cell_dir(writer.results, best["cell_id"]),
+                                       writer.figures_dir / f"{slug}-examples.png", name)
+    writer.figure(examples, "best and worst val images")
     writer.add("### Training curves")
     writer.figure(figures.training_curves_figure(records, writer.figures_dir / f"{slug}-training.png", name),
                   "training loss and val mIoU per epoch")
     writer.add("### Cost in detail",
                "Parameters are unique tensors (encoder / decoder split); GFLOPs = 2 x fvcore GMACs at batch 1 "
-               f"(input {tables.shape_text(((best.get('cost') or {}).get('macs') or {}).get('input_shape'))}). The "
+               f"(input {best_row['macs_input_shape']}). The "
                "latency ratio (model p50 / reference p50, same process) is what regression gates compare. "
                "torchinfo's forward/backward size is an estimate (it ignores parameter-free layers).")
     cost = tables.cost_frame(records)
@@ -173,11 +178,11 @@ def _seed_section(writer: ReportWriter, records: list[dict[str, Any]]) -> None:
         writer.add("_(no successful cells)_")
         return
     shown = groups.copy()
-    for metric in ("miou", "pixel_accuracy", "mdice"):
+    for metric in tables.SEED_GROUP_METRICS:
         shown[metric] = [_mean_std(m, s) for m, s in zip(shown[f"{metric}_mean"], shown[f"{metric}_std"], strict=True)]
     columns = {"configuration": tables.Column("configuration", str), "n": tables.Column("n", str),
-               "seeds": tables.Column("seeds", str), "miou": tables.Column("mIoU %", str),
-               "pixel_accuracy": tables.Column("pixel acc %", str), "mdice": tables.Column("mDice %", str)}
+               "seeds": tables.Column("seeds", str),
+               **{metric: tables.Column(METRICS[metric].label, str) for metric in tables.SEED_GROUP_METRICS}}
     writer.add(tables.markdown_table(shown, columns))
     writer.add(f"CSV: {writer.csv(groups, 'seed-groups.csv')}")
     writer.add(_noise_sentence(groups))

@@ -7,40 +7,22 @@ settings), the newest is summarised and the others are listed as superseded: the
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from segbench.errors import ConfigError
+from segbench.metrics.catalogue import SUMMARY_FIELDS
+from segbench.records.paths import cells_dir
+from segbench.records.rows import record_row
 from segbench.records.store import STATUS_OK, load_records, now_iso
 from segbench.storage import atomic_write_json
 
 SUMMARY_KIND = "segbench-summary"
 SUMMARY_VERSION = 1
-SEED_SUFFIX = re.compile(r"__s-?\d+$")
-
-# Numeric fields of a summary row, with the direction in which a change is an improvement (+1 higher is better,
-# -1 lower is better). `compare` accepts checks on exactly these.
-NUMERIC_FIELDS: dict[str, int] = {
-    "miou": +1,
-    "pixel_accuracy": +1,
-    "mdice": +1,
-    "micro_iou": +1,
-    "fwiou": +1,
-    "params": -1,
-    "macs": -1,
-    "gmacs": -1,
-    "latency_ratio": -1,
-    "latency_ms_p50": -1,
-    "throughput_images_per_s": +1,
-    "train_time_s": -1,
-    "train_step_s_median": -1,
-    "train_memory_bytes": -1,
-    "inference_memory_bytes": -1,
-}
+# A summary row: these identity fields, then the catalogue's summary fields (the only ones `compare` checks).
+IDENTITY_FIELDS = ("cell_id", "config_hash", "status", "error", "dataset", "model", "encoder", "loss", "seed")
 
 
 @dataclass(frozen=True)
@@ -66,67 +48,10 @@ def select_latest(records: Iterable[dict[str, Any]]) -> Selection:
     return Selection(chosen, superseded)
 
 
-def group_key(record: dict[str, Any]) -> str:
-    """Cells that differ only by seed share this key: the slug without `__s<seed>` plus a digest of the config
-    without the seed."""
-    import hashlib
-
-    config = {key: value for key, value in (record.get("config") or {}).items() if key != "seed"}
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{SEED_SUFFIX.sub('', record['slug'])}#{digest}"
-
-
-def _number(value: Any) -> float | int | None:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return None
-    return value
-
-
-def _memory_bytes(phase: dict[str, Any] | None) -> int | None:
-    """Peak memory of one measured phase: CUDA peak allocated, or the CPU resident-set increase."""
-    if not phase:
-        return None
-    return phase.get("peak_allocated_bytes", phase.get("increase_bytes"))
-
-
-def cell_row(record: dict[str, Any]) -> dict[str, Any]:
-    """The flat summary row of one record (None where a value was not measured)."""
-    config = record.get("config") or {}
-    metrics = record.get("metrics") or {}
-    cost = record.get("cost") or {}
-    macs = cost.get("macs") or {}
-    latency = cost.get("latency") or {}
-    memory = cost.get("memory") or {}
-    timing = record.get("timing") or {}
-    dataset = config.get("dataset") or {}
-    loss = config.get("loss") or {}
-    row = {
-        "cell_id": record["cell_id"],
-        "config_hash": record["config_hash"],
-        "status": record["status"],
-        "error": (record.get("error") or {}).get("kind"),
-        "dataset": dataset.get("id") or dataset.get("name"),
-        "model": config.get("model"),
-        "encoder": config.get("encoder"),
-        "loss": loss.get("id") or loss.get("name"),
-        "seed": config.get("seed"),
-        "miou": metrics.get("miou"),
-        "pixel_accuracy": metrics.get("pixel_accuracy"),
-        "mdice": metrics.get("mdice"),
-        "micro_iou": metrics.get("micro_iou"),
-        "fwiou": metrics.get("fwiou"),
-        "params": (cost.get("params") or {}).get("total"),
-        "macs": macs.get("macs"),
-        "gmacs": macs.get("gmacs"),
-        "latency_ratio": latency.get("latency_ratio"),
-        "latency_ms_p50": (latency.get("batch_1") or {}).get("latency_ms_p50"),
-        "throughput_images_per_s": (latency.get("batch_n") or {}).get("throughput_images_per_s"),
-        "train_time_s": timing.get("train_time_s"),
-        "train_step_s_median": timing.get("train_step_s_median"),
-        "train_memory_bytes": _memory_bytes(memory.get("train_step")),
-        "inference_memory_bytes": _memory_bytes(memory.get("inference")),
-    }
-    return {key: _number(value) for key, value in row.items()}
+def summary_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The flat summary row of one record: identity and the numeric fields (None where not measured)."""
+    row = record_row(record)
+    return {key: row[key] for key in (*IDENTITY_FIELDS, *SUMMARY_FIELDS)}
 
 
 def summarize(records: list[dict[str, Any]], source: str = "") -> dict[str, Any]:
@@ -147,7 +72,7 @@ def summarize(records: list[dict[str, Any]], source: str = "") -> dict[str, Any]
             "torch": (environment.get("packages") or {}).get("torch"),
             "git_commit": environment.get("git_commit"),
         },
-        "cells": {record["slug"]: cell_row(record) for record in selection.records},
+        "cells": {record["slug"]: summary_row(record) for record in selection.records},
         "superseded": [{"slug": r["slug"], "config_hash": r["config_hash"], "cell_id": r["cell_id"]}
                        for r in selection.superseded],
     }
@@ -155,7 +80,7 @@ def summarize(records: list[dict[str, Any]], source: str = "") -> dict[str, Any]
 
 def summarize_folder(results: Path) -> dict[str, Any]:
     results = Path(results)
-    if not (results / "cells").is_dir():
+    if not cells_dir(results).is_dir():
         raise ConfigError(f"{results} is not a results folder (it has no cells/ folder); pass the --results folder "
                           "of a `segbench run`.")
     loaded = load_records(results)

@@ -1,32 +1,22 @@
 """The report's tables: pandas frames of raw numbers (written as CSV) and their Markdown rendering.
 
-Every frame is derived from records alone. Raw units in frames and CSVs (bytes, seconds, counts); formatting and the
-"best value" marks happen only in `markdown_table`.
+Every frame is derived from records alone, through their rows (`segbench.records.rows.record_row`); headers, formats
+and directions of metrics come from the catalogue (`segbench.metrics.catalogue`). Raw units in frames and CSVs
+(bytes, seconds, counts); formatting and the "best value" marks happen only in `markdown_table`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from segbench.analysis.summary import cell_row, group_key
-
-
-def dataset_key(record: dict[str, Any]) -> str:
-    dataset = (record.get("config") or {}).get("dataset") or {}
-    return dataset.get("id") or dataset.get("name") or "unknown"
-
-
-def short_label(record: dict[str, Any]) -> str:
-    """model/encoder/loss/s<seed>: the slug without the dataset, for tables and figures of one dataset."""
-    config = record.get("config") or {}
-    loss = config.get("loss") or {}
-    return f"{config.get('model')}/{config.get('encoder')}/{loss.get('id') or loss.get('name')}/s{config.get('seed')}"
+from segbench.metrics.catalogue import METRICS, MIB, MILLIONS, PERCENT, fixed
+from segbench.records.rows import record_row, rows_frame
 
 
 @dataclass(frozen=True)
@@ -38,78 +28,55 @@ class Column:
     best: int = 0
 
 
-def fixed(digits: int, scale: float = 1.0) -> Callable[[Any], str]:
-    def fmt(value: Any) -> str:
-        return f"{value / scale:,.{digits}f}"
+def metric_column(key: str, header: str | None = None, marked: bool = True) -> Column:
+    """The catalogue's display of a metric; `marked`: bold the best value in its direction."""
+    metric = METRICS[key]
+    return Column(header or metric.label, metric.fmt, metric.better if marked else 0)
 
-    return fmt
+
+CELL = Column("cell", str)
 
 
-PERCENT = fixed(2, 0.01)  # fractions shown as percentages
-MIB = fixed(0, 2**20)
+def _cells(records: list[dict[str, Any]], columns: Iterable[str], ranked: bool,
+           sources: dict[str, str] | None = None) -> pd.DataFrame:
+    """The rows of `records` reduced to `columns` (the row's label shown as "cell"); `sources` maps a column to
+    the row key it shows when the two names differ."""
+    frame = rows_frame(records, ranked=ranked)
+    names = {"cell": "label", **(sources or {})}
+    return pd.DataFrame({name: frame[names.get(name, name)] for name in columns})
 
-LEADERBOARD: dict[str, Column] = {
-    "cell": Column("cell", str),
-    "miou": Column("mIoU %", PERCENT, +1),
-    "pixel_accuracy": Column("pixel acc %", PERCENT, +1),
-    "mdice": Column("mDice %", PERCENT, +1),
-    "micro_iou": Column("micro IoU %", PERCENT, +1),
-    "params": Column("params (M)", fixed(2, 1e6), -1),
-    "gmacs": Column("GMACs", fixed(2), -1),
-    "latency_ms_p50": Column("latency p50 b1 (ms)", fixed(1), -1),
-    "throughput_images_per_s": Column("throughput (img/s)", fixed(1), +1),
-    "train_time_s": Column("train time (s)", fixed(1), -1),
-    "train_memory_bytes": Column("peak mem train (MiB)", MIB, -1),
-    "inference_memory_bytes": Column("peak mem infer (MiB)", MIB, -1),
-}
+
+LEADERBOARD: dict[str, Column] = {"cell": CELL, **{key: metric_column(key) for key in (
+    "miou", "pixel_accuracy", "mdice", "micro_iou", "params", "gmacs", "latency_ms_p50", "throughput_images_per_s",
+    "train_time_s", "train_memory_bytes", "inference_memory_bytes")}}
 
 
 def leaderboard_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per ok record, sorted by mIoU: accuracy and cost in raw units."""
-    rows = [{"cell": short_label(r), **{k: cell_row(r)[k] for k in LEADERBOARD if k != "cell"}} for r in records]
-    frame = pd.DataFrame(rows, columns=list(LEADERBOARD))
-    return frame.sort_values("miou", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    """The report's leaderboard: one row per record, best mIoU first, accuracy and cost in raw units."""
+    return _cells(records, LEADERBOARD, ranked=True)
 
 
+# Seed studies' vocabulary: the micro scores are pooled over classes; they are shown unmarked because for
+# single-label predictions they restate pixel accuracy (docs/metrics.md).
 SEED_STYLE: dict[str, Column] = {
-    "cell": Column("cell", str),
-    "micro_accuracy": Column("micro acc %", PERCENT),
-    "micro_sensitivity": Column("micro sens %", PERCENT),
-    "micro_specificity": Column("micro spec %", PERCENT),
-    "micro_dice": Column("micro Dice %", PERCENT),
-    "micro_iou": Column("micro IoU %", PERCENT),
-    "macro_sensitivity": Column("macro sens %", PERCENT, +1),
+    "cell": CELL,
+    "micro_accuracy": metric_column("pixel_accuracy", "micro acc %", marked=False),
+    "micro_sensitivity": metric_column("micro_recall", "micro sens %", marked=False),
+    "micro_specificity": metric_column("micro_specificity", marked=False),
+    "micro_dice": metric_column("micro_dice", marked=False),
+    "micro_iou": metric_column("micro_iou", marked=False),
+    "macro_sensitivity": metric_column("mrecall", "macro sens %"),
     "macro_specificity": Column("macro spec %", PERCENT, +1),
-    "mdice": Column("mDice %", PERCENT, +1),
-    "miou": Column("mIoU %", PERCENT, +1),
+    "mdice": metric_column("mdice"),
+    "miou": metric_column("miou"),
 }
-
-
-def _nanmean(values: list[Any]) -> float:
-    array = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
-    return float(np.nanmean(array)) if np.isfinite(array).any() else math.nan
+SEED_STYLE_SOURCES = {"micro_accuracy": "pixel_accuracy", "micro_sensitivity": "micro_recall",
+                      "macro_sensitivity": "mrecall"}
 
 
 def seed_style_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Micro scores (pooled over classes, as seed studies report them) next to the macro ones."""
-    rows = []
-    for record in records:
-        metrics = record.get("metrics") or {}
-        per_class = metrics.get("per_class") or {}
-        rows.append({
-            "cell": short_label(record),
-            "micro_accuracy": metrics.get("pixel_accuracy"),
-            "micro_sensitivity": metrics.get("micro_recall"),
-            "micro_specificity": metrics.get("micro_specificity"),
-            "micro_dice": metrics.get("micro_dice"),
-            "micro_iou": metrics.get("micro_iou"),
-            "macro_sensitivity": metrics.get("mrecall"),
-            "macro_specificity": _nanmean(per_class.get("specificity") or []),
-            "mdice": metrics.get("mdice"),
-            "miou": metrics.get("miou"),
-        })
-    frame = pd.DataFrame(rows, columns=list(SEED_STYLE))
-    return frame.sort_values("miou", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    """Micro scores (pooled over classes, as seed studies report them) next to the macro ones, best mIoU first."""
+    return _cells(records, SEED_STYLE, ranked=True, sources=SEED_STYLE_SOURCES)
 
 
 def per_class_iou_frame(records: list[dict[str, Any]], classes: list[str]) -> pd.DataFrame:
@@ -117,21 +84,25 @@ def per_class_iou_frame(records: list[dict[str, Any]], classes: list[str]) -> pd
     columns = {}
     for record in records:
         values = ((record.get("metrics") or {}).get("per_class") or {}).get("iou") or []
-        columns[short_label(record)] = [math.nan if v is None else v for v in values]
+        columns[record_row(record)["label"]] = [math.nan if v is None else v for v in values]
     return pd.DataFrame(columns, index=pd.Index(classes, name="class"))
+
+
+SEED_GROUP_METRICS = ("miou", "pixel_accuracy", "mdice")
 
 
 def seed_groups_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Cells that differ only by seed: mean, sample std (ddof 1) and n of the main metrics."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in records:
-        groups.setdefault(group_key(record), []).append(record)
+        row = record_row(record)
+        groups.setdefault(row["group"], []).append(row)
     rows = []
     for key, members in groups.items():
         row: dict[str, Any] = {"configuration": key.split("#")[0], "n": len(members),
-                               "seeds": ",".join(str(m["config"].get("seed")) for m in members)}
-        for metric in ("miou", "pixel_accuracy", "mdice"):
-            values = [m["metrics"][metric] for m in members if (m.get("metrics") or {}).get(metric) is not None]
+                               "seeds": ",".join(str(m["seed"]) for m in members)}
+        for metric in SEED_GROUP_METRICS:
+            values = [m[metric] for m in members if m[metric] is not None]
             row[f"{metric}_mean"] = float(np.mean(values)) if values else math.nan
             row[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
         rows.append(row)
@@ -141,59 +112,32 @@ def seed_groups_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return frame.sort_values("miou_mean", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def cost_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """The cost of each cell in detail (raw units): parameters, MACs, latency, training time, memory."""
-    rows = []
-    for record in records:
-        cost = record.get("cost") or {}
-        params, macs = cost.get("params") or {}, cost.get("macs") or {}
-        latency = cost.get("latency") or {}
-        single, batched = latency.get("batch_1") or {}, latency.get("batch_n") or {}
-        memory = cost.get("memory") or {}
-        timing = record.get("timing") or {}
-        epochs = [h.get("epoch_time_s") for h in record.get("history") or [] if h.get("epoch_time_s") is not None]
-        row = cell_row(record)
-        rows.append({
-            "cell": short_label(record),
-            "params": params.get("total"), "params_encoder": params.get("encoder"),
-            "params_decoder": params.get("decoder"),
-            "macs": macs.get("macs"), "gflops": macs.get("gflops"),
-            "macs_input_shape": shape_text(macs.get("input_shape")),
-            "unsupported_ops": ", ".join(f"{k} x{v}" for k, v in (macs.get("unsupported_ops") or {}).items()),
-            "latency_ms_p50": single.get("latency_ms_p50"), "latency_ms_p90": single.get("latency_ms_p90"),
-            "latency_ms_std": single.get("latency_ms_std"), "latency_n": single.get("n"),
-            "latency_ratio": latency.get("latency_ratio"),
-            "batch_n": batched.get("batch_size"), "batch_n_latency_ms_p50": batched.get("latency_ms_p50"),
-            "throughput_images_per_s": batched.get("throughput_images_per_s"),
-            "train_step_s_median": timing.get("train_step_s_median"),
-            "train_images_per_s": timing.get("train_images_per_s"),
-            "train_time_s": timing.get("train_time_s"),
-            "epoch_time_s_mean": float(np.mean(epochs)) if epochs else None,
-            "train_memory_bytes": row["train_memory_bytes"], "inference_memory_bytes": row["inference_memory_bytes"],
-            "torchinfo_estimate_bytes": (memory.get("estimate") or {}).get("forward_backward_bytes"),
-        })
-    return pd.DataFrame(rows)
-
-
 COST: dict[str, Column] = {
-    "cell": Column("cell", str),
-    "params": Column("params (M)", fixed(2, 1e6)),
-    "params_encoder": Column("encoder (M)", fixed(2, 1e6)),
-    "params_decoder": Column("decoder (M)", fixed(2, 1e6)),
+    "cell": CELL,
+    "params": metric_column("params", marked=False),
+    "params_encoder": Column("encoder (M)", MILLIONS),
+    "params_decoder": Column("decoder (M)", MILLIONS),
     "gflops": Column("GFLOPs (2xMACs)", fixed(2)),
-    "latency_ms_p50": Column("b1 p50 (ms)", fixed(1)),
+    "latency_ms_p50": metric_column("latency_ms_p50", "b1 p50 (ms)", marked=False),
     "latency_ms_p90": Column("b1 p90 (ms)", fixed(1)),
-    "latency_ratio": Column("latency ratio", fixed(3)),
+    "latency_ratio": metric_column("latency_ratio", marked=False),
     "batch_n_latency_ms_p50": Column("bN p50 (ms)", fixed(1)),
-    "train_step_s_median": Column("train step (s)", fixed(3)),
+    "train_step_s_median": metric_column("train_step_s_median", marked=False),
     "train_images_per_s": Column("train img/s", fixed(1)),
     "epoch_time_s_mean": Column("s/epoch", fixed(1)),
     "torchinfo_estimate_bytes": Column("torchinfo est. (MiB)", MIB),
 }
+# The cost CSV holds more than the Markdown table shows: every measured detail, in raw units.
+COST_CSV = ("cell", "params", "params_encoder", "params_decoder", "macs", "gflops", "macs_input_shape",
+            "unsupported_ops", "latency_ms_p50", "latency_ms_p90", "latency_ms_std", "latency_n", "latency_ratio",
+            "batch_n", "batch_n_latency_ms_p50", "throughput_images_per_s", "train_step_s_median",
+            "train_images_per_s", "train_time_s", "epoch_time_s_mean", "train_memory_bytes", "inference_memory_bytes",
+            "torchinfo_estimate_bytes")
 
 
-def shape_text(shape: list[int] | None) -> str:
-    return "x".join(str(s) for s in shape) if shape else ""
+def cost_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """The cost of each cell in detail (raw units): parameters, MACs, latency, training time, memory."""
+    return _cells(records, COST_CSV, ranked=False)
 
 
 def failed_frame(records: list[dict[str, Any]]) -> pd.DataFrame:

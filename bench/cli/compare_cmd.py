@@ -21,14 +21,20 @@ def compare(
              "than 0.02, gmacs:+0% on any rise, latency_ratio:+25% on a rise of more than 25 %. Repeatable.",
     ),
     fail_on_missing: bool = typer.Option(False, "--fail-on-missing", help="Fail when a base cell is missing."),
+    allow_not_comparable: bool = typer.Option(
+        False, "--allow-not-comparable",
+        help="Pass even when base cells have only counterparts with other config hashes (nothing compared for them).",
+    ),
 ) -> None:
-    """Print per-cell differences; exit 1 when a check fails (2 on bad input). Cells whose config hashes differ are
-    "not comparable" and never fail a check; compare latency through latency_ratio, never absolute times."""
+    """Print per-cell differences; exit 1 when a check fails or a base cell has no comparable counterpart (2 on bad
+    input). Cells whose config hashes differ are "not comparable": they never fail a check, but the gate fails
+    unless --allow-not-comparable. Compare latency through latency_ratio, never absolute times."""
     from segbench.analysis.compare import compare_summaries, format_value, parse_check
     from segbench.analysis.summary import load_summary
 
     checks = [parse_check(spec) for spec in fail_on]
-    outcome = compare_summaries(load_summary(base), load_summary(current), checks, fail_on_missing)
+    outcome = compare_summaries(load_summary(base), load_summary(current), checks, fail_on_missing,
+                                allow_not_comparable)
     console = Console(width=160)
     table = Table(title=f"{base} -> {current}")
     for column in ("cell", "field", "base", "current", "change", "check", "verdict"):
@@ -50,6 +56,8 @@ def compare(
                           "hash); run `make baseline` if the grid or segbench's semantics changed on purpose.")
     for failure in outcome.failures:
         typer.echo(f"REGRESSION {failure.message}", err=True)
+    if outcome.not_comparable_failure:
+        typer.echo(f"NOT COMPARABLE {outcome.not_comparable_failure}", err=True)
     summary = f"{outcome.compared} cells compared, {len(outcome.failures)} checks failed"
-    err_console.print(summary if not outcome.failures else f"[red]{summary}[/]")
+    err_console.print(summary if not outcome.exit_code else f"[red]{summary}[/]")
     raise typer.Exit(outcome.exit_code)

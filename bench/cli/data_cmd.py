@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from segbench.cli.common import err_console, user_errors
-from segbench.errors import ConfigError
+from segbench.cli.common import err_console, parse_size, user_errors
 
 app = typer.Typer(
     help="Check a dataset folder, count its classes, or write the synthetic scenes.", no_args_is_help=True
@@ -36,13 +33,9 @@ CACHE_OPTION = typer.Option(None, "--cache-dir", help="Dataset cache (default: $
 def dataset_params(dataset: str, root: Path | None, params: list[str]) -> Any:
     """The dataset's typed options from --root and --param key=value (values parsed as YAML)."""
     from segbench.datasets import parse_dataset_params
+    from segbench.grid.load import parse_assignment
 
-    values: dict[str, Any] = {}
-    for item in params:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--param '{item}' must look like key=value, e.g. --param classes=categories.")
-        values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    values = dict(parse_assignment(item, "--param", "key=value, e.g. --param classes=categories") for item in params)
     if root is not None:
         values["root"] = str(root)
     return parse_dataset_params(dataset, values)
@@ -207,10 +200,7 @@ def synth(
     """Write the built-in synthetic street scenes to OUT in the Cityscapes layout (label ids)."""
     from segbench.datasets import parse_dataset_params, prepare_dataset
 
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", size)
-    if not match:
-        raise ConfigError(f"--size '{size}' must look like HxW, e.g. 128x256.")
-    height, width = int(match.group(1)), int(match.group(2))
+    height, width = parse_size(size, example="128x256")
     values = {
         "root": str(out),
         "n_train": n,

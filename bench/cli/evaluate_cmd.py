@@ -33,7 +33,7 @@ def evaluate(
     Predictions are matched by name: <sample id>.png, else <sample id>_*.png (Cityscapes: <sample id>*.png).
     """
     from segbench.datasets.check import open_split
-    from segbench.metrics.confusion.prediction_files import MATCHING_RULE, score_predictions
+    from segbench.metrics.prediction_files import MATCHING_RULE, score_predictions
     from segbench.storage import atomic_write_json
 
     params = dataset_params(dataset, root, param)

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from segbench.cli.common import user_errors
+from segbench.cli.common import parse_size, user_errors
 from segbench.errors import ConfigError
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'512x1024' -> (512, 1024): height x width in pixels."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if match is None or min(int(match[1]), int(match[2])) < 1:
-        raise ConfigError(f"--size '{text}' must be HEIGHTxWIDTH in pixels, e.g. 512x1024.")
-    return int(match[1]), int(match[2])
-
-
-def padded(size: tuple[int, int], multiple: int) -> tuple[int, int]:
-    """The input size after padding each side up to a multiple of `multiple`, as the evaluation does."""
-    return tuple(-(-side // multiple) * multiple for side in size)  # type: ignore[return-value]
 
 
 @user_errors
@@ -46,21 +32,23 @@ def profile(
     """Measure one model at one input size, randomly initialised: nothing is trained or downloaded."""
     import torch
 
-    from segbench.execution.runner import resolve_device
+    from segbench.datasets.transforms import padded_size
+    from segbench.devices import resolve_device
     from segbench.grid.schema import MeasureConfig
-    from segbench.measure.cost import measure_model
+    from segbench.measure import measure_model
     from segbench.models import MODELS, build_model
     from segbench.storage import atomic_write_json
 
     if autocast not in ("none", "bfloat16", "float16"):
         raise ConfigError(f"--autocast must be none, bfloat16 or float16, not '{autocast}'.")
-    height, width = padded(parse_size(size), MODELS.get(model).pad_multiple)
+    requested = parse_size(size)
+    height, width = padded_size(requested, MODELS.get(model).pad_multiple)
     settings = MeasureConfig(warmup=warmup, iters=iters, batch_size=batch, macs=macs, memory=memory, threads=threads)
     torch_device = torch.device(resolve_device(device))
     network = build_model(model, encoder=encoder, classes=classes)
     cost = measure_model(network, (3, height, width), torch_device, settings,
                          autocast_dtype=None if autocast == "none" else autocast)
-    result = {"model": model, "encoder": encoder, "classes": classes, "requested_size": list(parse_size(size)),
+    result = {"model": model, "encoder": encoder, "classes": classes, "requested_size": list(requested),
               "device": str(torch_device), "cost": cost}
     print_profile(Console(), result)
     if json_path is not None:

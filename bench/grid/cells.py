@@ -77,6 +77,7 @@ def _excluded(grid: GridConfig, dataset: DatasetSpec, model: str, encoder: str, 
 def evaluation_size(grid: GridConfig, dataset: DatasetSpec, pad_multiple: int) -> tuple[int, int] | None:
     """(H, W) of the model's evaluation input after padding, when it is known before reading any image."""
     from segbench.datasets import dataset_info, parse_dataset_params
+    from segbench.datasets.transforms import padded_size
 
     size = grid.eval.size
     if size is None:
@@ -86,7 +87,7 @@ def evaluation_size(grid: GridConfig, dataset: DatasetSpec, pad_multiple: int) -
             return None
     if size is None:
         return None
-    return tuple(-(-side // pad_multiple) * pad_multiple for side in size)
+    return padded_size(size, pad_multiple)
 
 
 def expand(grid: GridConfig) -> Expansion:

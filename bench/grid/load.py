@@ -63,16 +63,30 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return document
 
 
+def parse_assignment(text: str, what: str, usage: str) -> tuple[str, Any]:
+    """'key=value' -> (key, value parsed as YAML; None when empty): a grid override or a `data --param` option.
+
+    what and usage name the option in the error message, e.g. ("--param", "key=value, e.g. --param classes=x").
+    """
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{what} '{text}' must look like {usage}.")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(
+            f"{what} '{text}' holds a value that is not valid YAML; quote it or close its brackets."
+        ) from None
+    return key.strip(), value
+
+
 def apply_overrides(document: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `key.path=value` overrides (values parsed as YAML) to a copy of `document`."""
     document = copy.deepcopy(document)
     for override in overrides:
-        key, sep, raw = override.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override '{override}' must look like key.path=value, e.g. train.epochs=1.")
-        value = yaml.safe_load(raw) if raw.strip() else None
+        key, value = parse_assignment(override, "override", "key.path=value, e.g. train.epochs=1")
         node = document
-        parts = key.strip().split(".")
+        parts = key.split(".")
         for part in parts[:-1]:
             child = node.get(part)
             if child is None:

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from segbench.datasets.pairs import PRED_FORMATS, PairDataset
+from segbench.datasets.base import PRED_FORMATS, PairDataset
+from segbench.datasets.pairs import read_label_file
 from segbench.datasets.palettes import describe_values
 from segbench.errors import ConfigError, DatasetError
-from segbench.metrics.confusion import compute_metrics
+from segbench.metrics.compute import MACRO_MEANS, compute_metrics, mean_defined
 
 MATCHING_RULE = (
     "a prediction <sample id>.png, else <sample id>_*.png (Cityscapes: <sample id>*.png), searched under the "
@@ -92,28 +92,6 @@ def _owner(stem: str, known: set[str], any_suffix: bool) -> str | None:
     return None
 
 
-def read_prediction(path: Path, pred_format: str) -> np.ndarray:
-    """uint8 [H, W] values of a single-channel prediction PNG; DatasetError naming the file otherwise."""
-    try:
-        with Image.open(path) as handle:
-            handle.load()
-            mode, values = handle.mode, np.asarray(handle)
-    except OSError as error:
-        raise DatasetError(f"prediction {path} cannot be read as an image ({error}).") from None
-    if values.ndim != 2:
-        raise DatasetError(
-            f"prediction {path} has mode {mode}; expected a single-channel PNG of {pred_format}, "
-            "not a colour rendering."
-        )
-    if values.dtype != np.uint8:
-        if values.dtype == bool or values.min() < 0 or values.max() > 255:
-            raise DatasetError(
-                f"prediction {path} holds value {values.max()} outside 0..255; expected 8-bit {pred_format}."
-            )
-        values = values.astype(np.uint8)
-    return values
-
-
 def score_predictions(
     dataset: PairDataset,
     pred_dir: Path,
@@ -130,7 +108,7 @@ def score_predictions(
     per_image = []
     for index, pred_path in enumerate(predictions):
         truth = dataset.load_label(index)
-        raw = read_prediction(pred_path, pred_format)
+        raw = read_label_file(pred_path, f"{pred_format} prediction")
         if raw.shape != truth.shape:
             raise DatasetError(
                 f"prediction {pred_path} is {raw.shape[1]}x{raw.shape[0]} (W x H) but its ground truth "
@@ -189,19 +167,10 @@ def metrics_with_void_predictions(matrix: np.ndarray) -> dict[str, Any]:
     tn = metrics["num_pixels"] - tp - fp - fn
     pooled = int(tn.sum() + fp.sum())
     metrics.update(
-        miou=_mean_defined(per_class["iou"]),
-        mdice=_mean_defined(per_class["dice"]),
-        mprecision=_mean_defined(per_class["precision"]),
-        mrecall=_mean_defined(per_class["recall"]),
+        {mean: mean_defined(per_class[name]) for mean, name in MACRO_MEANS.items()},
         micro_specificity=int(tn.sum()) / pooled if pooled else math.nan,
         per_class=per_class,
         num_classes=num_classes,
     )
     return metrics
 
-
-def _mean_defined(values: list[float]) -> float:
-    """The mean of the defined (non-NaN) values, computed as `compute_metrics` does; NaN when none is."""
-    array = np.asarray(values, dtype=np.float64)
-    defined = array[~np.isnan(array)]
-    return float(defined.mean()) if defined.size else math.nan

@@ -46,7 +46,9 @@ def timed_steps(batches: Iterable, step: Callable[[torch.Tensor, torch.Tensor], 
 
 def bare_setup(cell: Cell, cache_dir: Path, num_workers: int = 0):
     """The plain-PyTorch ingredients of a cell: loader, model, loss, optimizer (what a hand-written loop uses)."""
-    from segbench.cell.pipeline import make_datasets, make_optimizer, seed_everything
+    from segbench.cell.data import make_datasets
+    from segbench.cell.optim import make_optimizer
+    from segbench.cell.state import seed_everything
     from segbench.datasets import dataset_info, parse_dataset_params
     from segbench.losses import build_loss
     from segbench.models import build_model

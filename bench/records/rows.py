@@ -1,0 +1,133 @@
+"""One flat row per record: the only place a record is flattened for summaries, leaderboards, tables and figures.
+
+A row holds the cell's identity (`cell_id, slug, config_hash, status, error` kind, the axes `dataset, model,
+encoder, loss, seed`), its `label` and seed `group`, every metric of the catalogue under its key, and the cost
+details of the report's cost table. Values are raw (fractions, counts, seconds, bytes); None where a value was not
+measured or is undefined (NaN), so rows are JSON-ready.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from segbench.metrics.catalogue import MATRIX_METRICS
+from segbench.metrics.compute import mean_defined
+
+SEED_SUFFIX = re.compile(r"__s-?\d+$")
+
+
+def group_key(record: dict[str, Any]) -> str:
+    """Cells that differ only by seed share this key: the slug without `__s<seed>` plus a digest of the config
+    without the seed."""
+    config = {key: value for key, value in (record.get("config") or {}).items() if key != "seed"}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{SEED_SUFFIX.sub('', record.get('slug') or '')}#{digest}"
+
+
+def shape_text(shape: list[int] | None) -> str:
+    """[1, 3, 64, 128] -> "1x3x64x128"; "" when unknown."""
+    return "x".join(str(s) for s in shape) if shape else ""
+
+
+def _number(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return value
+
+
+def _memory_bytes(phase: dict[str, Any] | None) -> int | None:
+    """Peak memory of one measured phase: CUDA peak allocated, or the CPU resident-set increase."""
+    if not phase:
+        return None
+    return phase.get("peak_allocated_bytes", phase.get("increase_bytes"))
+
+
+def _identity(record: dict[str, Any]) -> dict[str, Any]:
+    config = record.get("config") or {}
+    dataset = config.get("dataset") or {}
+    loss = config.get("loss") or {}
+    row = {
+        "cell_id": record.get("cell_id"),
+        "slug": record.get("slug"),
+        "config_hash": record.get("config_hash"),
+        "status": record.get("status"),
+        "error": (record.get("error") or {}).get("kind"),
+        "dataset": dataset.get("id") or dataset.get("name"),
+        "model": config.get("model"),
+        "encoder": config.get("encoder"),
+        "loss": loss.get("id") or loss.get("name"),
+        "seed": config.get("seed"),
+    }
+    # model/encoder/loss/s<seed>: the slug without the dataset, for tables and figures of one dataset.
+    row["label"] = f"{row['model']}/{row['encoder']}/{row['loss']}/s{row['seed']}"
+    row["group"] = group_key(record)
+    return row
+
+
+def _cost(record: dict[str, Any]) -> dict[str, Any]:
+    """The catalogue's cost and timing fields, then the details only the report's cost table shows."""
+    cost = record.get("cost") or {}
+    params, macs = cost.get("params") or {}, cost.get("macs") or {}
+    latency = cost.get("latency") or {}
+    single, batched = latency.get("batch_1") or {}, latency.get("batch_n") or {}
+    memory = cost.get("memory") or {}
+    timing = record.get("timing") or {}
+    epochs = [h.get("epoch_time_s") for h in record.get("history") or [] if h.get("epoch_time_s") is not None]
+    return {
+        "params": params.get("total"),
+        "macs": macs.get("macs"),
+        "gmacs": macs.get("gmacs"),
+        "latency_ratio": latency.get("latency_ratio"),
+        "latency_ms_p50": single.get("latency_ms_p50"),
+        "throughput_images_per_s": batched.get("throughput_images_per_s"),
+        "train_time_s": timing.get("train_time_s"),
+        "train_step_s_median": timing.get("train_step_s_median"),
+        "train_memory_bytes": _memory_bytes(memory.get("train_step")),
+        "inference_memory_bytes": _memory_bytes(memory.get("inference")),
+        # details
+        "params_encoder": params.get("encoder"),
+        "params_decoder": params.get("decoder"),
+        "gflops": macs.get("gflops"),
+        "macs_input_shape": shape_text(macs.get("input_shape")),
+        "unsupported_ops": ", ".join(f"{k} x{v}" for k, v in (macs.get("unsupported_ops") or {}).items()),
+        "latency_ms_p90": single.get("latency_ms_p90"),
+        "latency_ms_std": single.get("latency_ms_std"),
+        "latency_n": single.get("n"),
+        "batch_n": batched.get("batch_size"),
+        "batch_n_latency_ms_p50": batched.get("latency_ms_p50"),
+        "train_images_per_s": timing.get("train_images_per_s"),
+        "epoch_time_s_mean": float(np.mean(epochs)) if epochs else None,
+        "torchinfo_estimate_bytes": (memory.get("estimate") or {}).get("forward_backward_bytes"),
+    }
+
+
+def record_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The flat row of one record (see the module docstring); missing parts of a failed cell are None."""
+    metrics = record.get("metrics") or {}
+    specificity = (metrics.get("per_class") or {}).get("specificity") or []
+    row = {
+        **_identity(record),
+        **{key: metrics.get(key) for key in MATRIX_METRICS},
+        # The macro mean of per-class specificity is not a recorded metric; the micro-vs-macro table shows it.
+        "macro_specificity": mean_defined([math.nan if v is None else v for v in specificity]),
+        **_cost(record),
+    }
+    return {key: _number(value) for key, value in row.items()}
+
+
+ROW_COLUMNS: tuple[str, ...] = tuple(record_row({}))  # every row has exactly these keys, in this order
+
+
+def rows_frame(records: list[dict[str, Any]], ranked: bool = False) -> pd.DataFrame:
+    """One row per record (columns `ROW_COLUMNS`), in record order or, `ranked`, best mIoU first (no mIoU last)."""
+    frame = pd.DataFrame([record_row(record) for record in records], columns=list(ROW_COLUMNS))
+    if ranked:
+        frame = frame.sort_values("miou", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    return frame

@@ -1,0 +1,63 @@
+"""Leaderboards from a small set of records: the terminal one (`segbench run`) and the report's table."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from segbench.analysis.leaderboard import print_leaderboard
+from segbench.analysis.tables import LEADERBOARD, leaderboard_frame, markdown_table
+
+
+def record(model: str, miou: float | None, seed: int = 0, dataset: str = "synthetic", params: int = 2_000_000,
+           status: str = "ok") -> dict:
+    slug = f"{model}__resnet18__ce__{dataset}__s{seed}"
+    return {
+        "cell_id": f"{slug}-abc", "slug": slug, "config_hash": "abc", "status": status,
+        "config": {"model": model, "encoder": "resnet18", "loss": {"name": "ce"}, "dataset": {"name": dataset},
+                   "seed": seed},
+        "error": None if status == "ok" else {"kind": "oom", "message": "CUDA out of memory"},
+        "metrics": None if miou is None else {"miou": miou, "pixel_accuracy": 0.9, "micro_iou": 0.8},
+        "cost": {"params": {"total": params}},
+        "timing": {"train_time_s": 12.34},
+    }
+
+
+RECORDS = [record("unet", 0.41), record("fpn", 0.52, params=1_000_000), record("pspnet", None, status="failed"),
+           record("linknet", 0.47)]
+
+
+def printed(records: list[dict], width: int = 80) -> list[str]:
+    console = Console(width=width, record=True)
+    print_leaderboard(console, records, title="tiny")
+    return [line.rstrip() for line in console.export_text().splitlines() if line.strip()]
+
+
+def test_terminal_leaderboard_columns_order_and_failures():
+    lines = printed(RECORDS)
+    assert all(len(line) <= 80 for line in lines)
+    header = lines[1].split()
+    assert header == ["model", "encoder", "loss", "status", "mIoU", "pix.acc", "microIoU", "Mparams", "train", "s"]
+    body = [line.split() for line in lines[3:7]]
+    assert [row[0] for row in body] == ["fpn", "linknet", "unet", "pspnet"]  # best mIoU first, failed last
+    assert body[0] == ["fpn", "resnet18", "ce", "ok", "52.00", "90.00", "80.00", "1.00", "12.3"]
+    assert body[3][3:] == ["failed", "-", "-", "-", "2.00", "12.3"]
+    assert "mIoU, pix.acc, microIoU in %" in [line.strip() for line in lines]
+    assert lines[-1] == "pspnet__resnet18__ce__synthetic__s0: failed (oom): CUDA out of memory"
+
+
+def test_dataset_and_seed_are_shown_only_when_they_vary():
+    varying = [record("unet", 0.4, seed=0), record("unet", 0.5, seed=1, dataset="camvid")]
+    header = printed(varying, width=120)[1].split()
+    assert header[:6] == ["model", "encoder", "loss", "data", "seed", "status"]
+
+
+def test_report_leaderboard_is_ranked_with_raw_numbers_and_marks_the_best():
+    frame = leaderboard_frame(RECORDS)
+    assert list(frame.columns) == list(LEADERBOARD)
+    assert list(frame["cell"]) == ["fpn/resnet18/ce/s0", "linknet/resnet18/ce/s0", "unet/resnet18/ce/s0",
+                                   "pspnet/resnet18/ce/s0"]
+    assert frame["miou"].iloc[0] == 0.52 and frame["params"].iloc[0] == 1_000_000  # raw units
+    table = markdown_table(frame, LEADERBOARD).splitlines()
+    assert table[0].startswith("| cell | mIoU % | pixel acc % |")
+    fpn = table[2].split(" | ")
+    assert fpn[1] == "**52.00**" and fpn[5] == "**1.00**"  # highest mIoU, fewest parameters
