@@ -14,29 +14,18 @@ from typer.testing import CliRunner
 from segbench.cli import app
 from segbench.losses import class_weights_from_counts
 
+from support.replicas import cityscapes_stems, random_rgb, save_image, write_camvid, write_cityscapes
+
 WIDE = {"COLUMNS": "400"}  # rich wraps tables to the terminal width; keep paths on one line
 H, W = 12, 20
 
 
-def save(path: Path, array: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-    return path
-
-
-def write_camvid(root: Path, count: int = 3) -> dict[str, np.ndarray]:
-    """A clean CamVid replica (train and val); returns the train annotations by file name."""
+def clean_camvid(root: Path) -> dict[str, np.ndarray]:
+    """A clean CamVid replica, three pairs in train and three in val; returns the train annotations by sample id."""
     rng = np.random.default_rng(0)
-    written = {}
-    for split in ("train", "val"):
-        for index in range(count):
-            name = f"0016E5_{index:05d}.png"
-            save(root / split / name, rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
-            annotation = rng.integers(0, 12, (H, W), dtype=np.uint8)
-            save(root / f"{split}annot" / name, annotation)
-            if split == "train":
-                written[name] = annotation
-    return written
+    train = write_camvid(root, "train", 3, rng, size=(H, W))
+    write_camvid(root, "val", 3, rng, size=(H, W))
+    return train
 
 
 def run(*args: str):
@@ -44,7 +33,7 @@ def run(*args: str):
 
 
 def test_clean_replica_passes(tmp_path):
-    write_camvid(tmp_path / "camvid")
+    clean_camvid(tmp_path / "camvid")
     outcome = run(
         "data",
         "check",
@@ -67,28 +56,28 @@ def test_clean_replica_passes(tmp_path):
 
 def test_every_kind_of_problem_is_found_with_its_file(tmp_path):
     root = tmp_path / "camvid"
-    write_camvid(root)
+    clean_camvid(root)
     train, annot = root / "train", root / "trainannot"
     rng = np.random.default_rng(1)
     # missing pair: an image without its annotation, and an annotation without its image
-    save(train / "0016E5_00100.png", rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
-    save(annot / "0016E5_00200.png", np.zeros((H, W), dtype=np.uint8))
+    save_image(train / "0016E5_00100.png", random_rgb(rng, H, W))
+    save_image(annot / "0016E5_00200.png", np.zeros((H, W), dtype=np.uint8))
     # truncated image
-    save(train / "0016E5_00300.png", rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
-    save(annot / "0016E5_00300.png", np.zeros((H, W), dtype=np.uint8))
+    save_image(train / "0016E5_00300.png", random_rgb(rng, H, W))
+    save_image(annot / "0016E5_00300.png", np.zeros((H, W), dtype=np.uint8))
     data = (train / "0016E5_00300.png").read_bytes()
     (train / "0016E5_00300.png").write_bytes(data[: len(data) // 2])
     # size mismatch
-    save(annot / "0016E5_00000.png", np.zeros((H + 1, W), dtype=np.uint8))
+    save_image(annot / "0016E5_00000.png", np.zeros((H + 1, W), dtype=np.uint8))
     # label value outside the class table
     bad = np.zeros((H, W), dtype=np.uint8)
     bad[2, 3], bad[4, 5] = 40, 77
-    save(annot / "0016E5_00001.png", bad)
+    save_image(annot / "0016E5_00001.png", bad)
     # label of the wrong mode (a colour rendering)
-    save(annot / "0016E5_00002.png", rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
+    save_image(annot / "0016E5_00002.png", random_rgb(rng, H, W))
     # a non-image file with an image name, and its annotation
     (train / "0016E5_00400.png").write_text("not a picture")
-    save(annot / "0016E5_00400.png", np.zeros((H, W), dtype=np.uint8))
+    save_image(annot / "0016E5_00400.png", np.zeros((H, W), dtype=np.uint8))
     # a stray file and a symlink loop
     (train / "notes.txt").write_text("hello")
     os.symlink("0016E5_00500.png", train / "0016E5_00500.png")
@@ -133,16 +122,9 @@ def test_every_kind_of_problem_is_found_with_its_file(tmp_path):
 
 def test_cityscapes_layout_problems(tmp_path):
     root = tmp_path / "cityscapes"
-    rng = np.random.default_rng(2)
-    for frame in range(2):
-        stem = f"ulm_000000_{frame:06d}"
-        save(
-            root / "leftImg8bit" / "val" / "ulm" / f"{stem}_leftImg8bit.png",
-            rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
-        )
-        save(root / "gtFine" / "val" / "ulm" / f"{stem}_gtFine_labelIds.png", np.full((H, W), 7, dtype=np.uint8))
+    for stem in write_cityscapes(root, "val", cityscapes_stems("ulm", 2), seed=2, size=(H, W), values=(7,)):
         (root / "gtFine" / "val" / "ulm" / f"{stem}_gtFine_polygons.json").write_text("{}")  # shipped: not stray
-    save(root / "gtFine" / "val" / "ulm" / "ulm_000000_000009_gtFine_labelIds.png", np.zeros((H, W), np.uint8))
+    save_image(root / "gtFine" / "val" / "ulm" / "ulm_000000_000009_gtFine_labelIds.png", np.zeros((H, W), np.uint8))
     (root / "gtFine" / "val" / "ulm" / "readme.md").write_text("x")
     os.symlink("..", root / "leftImg8bit" / "val" / "ulm" / "up")  # a folder link to its own parent
     outcome = run("data", "check", "-d", "cityscapes", "--root", root, "--split", "val", "--json", tmp_path / "r.json")
@@ -168,7 +150,7 @@ def test_unusable_input_exits_2(tmp_path):
 
 
 def test_missing_split_folder_is_a_problem_naming_the_split(tmp_path):
-    write_camvid(tmp_path / "camvid")
+    clean_camvid(tmp_path / "camvid")
     outcome = run("data", "check", "-d", "camvid", "--root", tmp_path / "camvid", "--json", tmp_path / "r.json")
     assert outcome.exit_code == 1
     test_split = json.loads((tmp_path / "r.json").read_text())["splits"][2]
@@ -177,7 +159,7 @@ def test_missing_split_folder_is_a_problem_naming_the_split(tmp_path):
 
 
 def test_stats_counts_shares_weights_and_plot(tmp_path):
-    written = write_camvid(tmp_path / "camvid")
+    written = clean_camvid(tmp_path / "camvid")
     outcome = run(
         "data",
         "stats",
@@ -209,8 +191,8 @@ def test_stats_counts_shares_weights_and_plot(tmp_path):
 
 
 def test_stats_refuses_a_broken_label(tmp_path):
-    write_camvid(tmp_path / "camvid")
-    save(tmp_path / "camvid" / "valannot" / "0016E5_00001.png", np.full((H, W), 99, dtype=np.uint8))
+    clean_camvid(tmp_path / "camvid")
+    save_image(tmp_path / "camvid" / "valannot" / "0016E5_00001.png", np.full((H, W), 99, dtype=np.uint8))
     outcome = run("data", "stats", "-d", "camvid", "--root", tmp_path / "camvid", "--cache-dir", tmp_path)
     assert outcome.exit_code == 2 and "0016E5_00001.png" in outcome.output and "99" in outcome.output
 

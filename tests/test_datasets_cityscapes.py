@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import segbench.datasets.cityscapes as cityscapes_module
 from segbench.datasets import (
@@ -21,51 +20,20 @@ from segbench.datasets import (
 )
 from segbench.errors import ConfigError, DatasetError, UnknownNameError
 
-# The official id -> trainId table (cityscapesScripts labels.py), written out independently of the loader.
-TRAIN_ID_OF = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13}
-TRAIN_ID_OF |= {27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
-VOID_IDS = (0, 1, 2, 3, 4, 5, 6, 9, 10, 14, 15, 16, 18, 29, 30)
-ALL_IDS = np.array(sorted(VOID_IDS + tuple(TRAIN_ID_OF)), dtype=np.uint8)
-CLASSES = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
-)  # fmt: skip
+from support.cityscapes_labels import CLASSES, IGNORED_IN_EVAL, TRAIN_ID_OF, by_pixel
+from support.replicas import cityscapes_stems, save_image, write_cityscapes
+
 H, W = 16, 32
-
-
-def expected_train_ids(label_ids: np.ndarray) -> np.ndarray:
-    """Pixel by pixel, with a plain Python loop: an independent reference for the loader's lookup table."""
-    out = np.empty_like(label_ids)
-    for (row, col), value in np.ndenumerate(label_ids):
-        out[row, col] = TRAIN_ID_OF.get(int(value), 255)
-    return out
-
-
-def write_split(root: Path, split: str, frames: dict[str, int], seed: int = 0, kind: str = "labelIds") -> dict:
-    """Images and labels for `frames` {city: count}; returns {stem: label array as written}."""
-    rng = np.random.default_rng(seed)
-    written = {}
-    for city, count in frames.items():
-        for frame in range(count):
-            stem = f"{city}_{frame:06d}_{19 + frame:06d}"
-            image_dir, label_dir = root / "leftImg8bit" / split / city, root / "gtFine" / split / city
-            image_dir.mkdir(parents=True, exist_ok=True)
-            label_dir.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(image_dir / f"{stem}_leftImg8bit.png")
-            if kind == "labelIds":  # every id, void ones included, in a shuffled layout
-                label = rng.permutation(np.resize(ALL_IDS, H * W)).reshape(H, W)
-            else:
-                label = rng.choice(np.array([*range(19), 255], dtype=np.uint8), size=(H, W))
-            Image.fromarray(label).save(label_dir / f"{stem}_gtFine_{kind}.png")
-            written[stem] = label
-    return written
 
 
 @pytest.fixture
 def replica(tmp_path: Path) -> tuple[Path, dict]:
+    """Three val frames (every id, void ones included, in each) and one train frame; returns (root, val labels)."""
     root = tmp_path / "cityscapes"
-    written = write_split(root, "val", {"frankfurt": 2, "lindau": 1})
-    write_split(root, "train", {"aachen": 1}, seed=1)
+    written = write_cityscapes(
+        root, "val", [*cityscapes_stems("frankfurt", 2), *cityscapes_stems("lindau", 1)], size=(H, W)
+    )
+    write_cityscapes(root, "train", cityscapes_stems("aachen", 1), seed=1, size=(H, W))
     return root, written
 
 
@@ -93,7 +61,7 @@ def test_label_ids_map_to_train_ids_pixel_by_pixel(replica, tmp_path):
         image, label = dataset.load_raw(index)
         assert image.mode == "RGB" and image.size == (W, H)
         assert label.dtype == np.uint8
-        assert np.array_equal(label, expected_train_ids(written[dataset.sample_id(index)]))
+        assert np.array_equal(label, by_pixel(written[dataset.sample_id(index)], TRAIN_ID_OF))
         tensor_image, tensor_label = dataset[index]
         assert tensor_image.shape == (3, 32, 32) and tensor_image.dtype == torch.float32
         assert tensor_label.dtype == torch.int64
@@ -106,7 +74,7 @@ def test_void_ids_become_ignore_and_evaluated_ids_keep_their_order(replica, tmp_
     dataset = build_dataset("cityscapes", params(root), "val", None, cache_dir=tmp_path)
     raw = written[dataset.sample_id(0)]
     _, label = dataset.load_raw(0)
-    assert np.all(label[np.isin(raw, VOID_IDS)] == 255)
+    assert np.all(label[np.isin(raw, list(IGNORED_IN_EVAL))] == 255)
     for label_id, train_id in TRAIN_ID_OF.items():
         assert np.all(label[raw == label_id] == train_id)
 
@@ -114,9 +82,7 @@ def test_void_ids_become_ignore_and_evaluated_ids_keep_their_order(replica, tmp_
 def test_label_train_ids_are_preferred_when_present(replica, tmp_path):
     root, written = replica
     stem = sorted(written)[0]
-    city = stem.split("_")[0]
-    train_ids = np.random.default_rng(5).choice(np.array([*range(19), 255], dtype=np.uint8), size=(H, W))
-    Image.fromarray(train_ids).save(root / "gtFine" / "val" / city / f"{stem}_gtFine_labelTrainIds.png")
+    train_ids = write_cityscapes(root, "val", [stem], seed=5, size=(H, W), kind="labelTrainIds")[stem]
     dataset = build_dataset("cityscapes", params(root), "val", None, cache_dir=tmp_path)
     assert dataset.files[0][1].name == f"{stem}_gtFine_labelTrainIds.png"
     assert np.array_equal(dataset.load_raw(0)[1], train_ids)  # used as they are, not mapped again
@@ -128,7 +94,7 @@ def test_class_pixel_counts_are_exact_and_cached(replica, tmp_path, monkeypatch)
     dataset = build_dataset("cityscapes", params(root), "val", None, cache_dir=tmp_path)
     expected = np.zeros(19, dtype=np.int64)
     for label in written.values():
-        mapped = expected_train_ids(label)
+        mapped = by_pixel(label, TRAIN_ID_OF)
         expected += np.bincount(mapped[mapped != 255], minlength=19)
     counts = dataset.class_pixel_counts()
     assert counts.dtype == np.int64 and np.array_equal(counts, expected)
@@ -144,7 +110,7 @@ def test_class_pixel_counts_are_exact_and_cached(replica, tmp_path, monkeypatch)
     assert per_image.shape == (len(again), 19) and np.array_equal(per_image.sum(axis=0), expected)
     by_stem = {again.sample_id(i): row for i, row in enumerate(per_image)}
     for stem, label in written.items():
-        mapped = expected_train_ids(label)
+        mapped = by_pixel(label, TRAIN_ID_OF)
         assert np.array_equal(by_stem[stem], np.bincount(mapped[mapped != 255], minlength=19))
 
 
@@ -153,7 +119,7 @@ def test_class_pixel_counts_cache_follows_file_changes(replica, tmp_path):
     dataset = build_dataset("cityscapes", params(root), "val", None, cache_dir=tmp_path)
     before = dataset.class_pixel_counts()
     stem = sorted(written)[0]
-    Image.fromarray(np.full((H, W), 7, dtype=np.uint8)).save(dataset.files[0][1])  # all road
+    save_image(dataset.files[0][1], np.full((H, W), 7, dtype=np.uint8))  # all road
     after = build_dataset("cityscapes", params(root), "val", None, cache_dir=tmp_path).class_pixel_counts()
     assert after[0] == before[0] - (written[stem] == 7).sum() + H * W
 
@@ -204,7 +170,7 @@ def test_label_value_outside_the_table(replica, tmp_path):
     dataset = build_dataset("cityscapes", params(root), "val", None, tmp_path)  # values are checked at load time
     bad = written[dataset.sample_id(1)].copy()
     bad[3, 4] = 77
-    Image.fromarray(bad).save(dataset.files[1][1])
+    save_image(dataset.files[1][1], bad)
     dataset.load_raw(0)
     for call in (lambda: dataset.load_raw(1), lambda: dataset[1], dataset.class_pixel_counts):
         with pytest.raises(DatasetError, match="value") as error:
@@ -216,7 +182,7 @@ def test_train_id_file_with_a_label_id_value(replica, tmp_path):
     root, written = replica
     stem = sorted(written)[0]
     path = root / "gtFine" / "val" / stem.split("_")[0] / f"{stem}_gtFine_labelTrainIds.png"
-    Image.fromarray(np.full((H, W), 26, dtype=np.uint8)).save(path)  # a label id (car) in a trainIds file
+    save_image(path, np.full((H, W), 26, dtype=np.uint8))  # a label id (car) in a trainIds file
     dataset = build_dataset("cityscapes", params(root), "val", None, tmp_path)
     with pytest.raises(DatasetError, match="26") as error:
         dataset.load_raw(0)
@@ -226,7 +192,7 @@ def test_train_id_file_with_a_label_id_value(replica, tmp_path):
 def test_image_label_size_mismatch(replica, tmp_path):
     root, _ = replica
     dataset = build_dataset("cityscapes", params(root), "val", None, tmp_path)
-    Image.fromarray(np.full((H, W + 2), 7, dtype=np.uint8)).save(dataset.files[2][1])
+    save_image(dataset.files[2][1], np.full((H, W + 2), 7, dtype=np.uint8))
     with pytest.raises(DatasetError, match="same size") as error:
         dataset.load_raw(2)
     assert str(dataset.files[2][1]) in str(error.value) and str(dataset.files[2][0]) in str(error.value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,73 +14,23 @@ from segbench.datasets import DATASETS, EvalTransform, build_dataset, dataset_in
 from segbench.datasets.base import DatasetInfo
 from segbench.errors import ConfigError, DatasetError
 
-# Independent transcriptions of reference/datasets.md.
-TRAIN_ID_OF = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13}
-TRAIN_ID_OF |= {27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
-CATEGORY_OF_ID = {
-    7: "flat",
-    8: "flat",
-    11: "construction",
-    12: "construction",
-    13: "construction",
-    17: "object",
-    19: "object",
-    20: "object",
-    21: "nature",
-    22: "nature",
-    23: "sky",
-    24: "human",
-    25: "human",
-    26: "vehicle",
-    27: "vehicle",
-    28: "vehicle",
-    31: "vehicle",
-    32: "vehicle",
-    33: "vehicle",
-}
-TRAIN_CLASSES = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
-)  # fmt: skip
-CATEGORIES = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
-ALL_IDS = np.arange(34, dtype=np.uint8)  # void and ignored ids (0-6, 9, 10, 14-16, 18, 29, 30) included
-CAMVID = (
-    "sky",
-    "building",
-    "pole",
-    "road",
-    "pavement",
-    "tree",
-    "sign symbol",
-    "fence",
-    "car",
-    "pedestrian",
-    "bicyclist",
+from support.cityscapes_labels import CATEGORIES, CATEGORY_OF_ID, CLASSES, TRAIN_ID_OF, by_pixel
+from support.replicas import (
+    cityscapes_stems,
+    save_image,
+    shuffled,
+    write_bdd100k,
+    write_camvid,
+    write_cityscapes,
+    write_folder,
+    write_kitti,
+    write_odgt,
 )
+
+CAMVID = (
+    "sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car", "pedestrian", "bicyclist",
+)  # fmt: skip
 H, W = 12, 20
-
-
-def save(path: Path, array: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-    return path
-
-
-def rgb(rng: np.random.Generator, height: int = H, width: int = W) -> np.ndarray:
-    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def shuffled(values: np.ndarray, rng: np.random.Generator, height: int = H, width: int = W) -> np.ndarray:
-    """Every value at least once (when it fits), in a random layout."""
-    return rng.permutation(np.resize(values.astype(np.uint8), height * width)).reshape(height, width)
-
-
-def by_pixel(label: np.ndarray, table: dict[int, int]) -> np.ndarray:
-    """Pixel by pixel with a plain loop: a reference independent of the loaders' lookup tables."""
-    out = np.empty_like(label)
-    for (row, col), value in np.ndenumerate(label):
-        out[row, col] = table.get(int(value), 255)
-    return out
 
 
 def build(name: str, split: str = "val", transform=None, cache: Path | None = None, **options):
@@ -100,17 +49,14 @@ def cityscapes(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     root = tmp_path / "cityscapes"
     for split in ("train", "val"):
-        for frame in range(2):
-            stem = f"bonn_000000_{frame:06d}"
-            save(root / "leftImg8bit" / split / "bonn" / f"{stem}_leftImg8bit.png", rgb(rng))
-            save(root / "gtFine" / split / "bonn" / f"{stem}_gtFine_labelIds.png", shuffled(ALL_IDS, rng))
+        write_cityscapes(root, split, cityscapes_stems("bonn", 2), rng, size=(H, W))
     return root
 
 
 def test_cityscapes_categories_pixel_by_pixel(cityscapes, tmp_path):
     dataset = build("cityscapes", cache=tmp_path, root=cityscapes, classes="categories")
     assert dataset.info.classes == CATEGORIES and len(dataset.info.palette) == 7
-    table = {label_id: CATEGORIES.index(category) for label_id, category in CATEGORY_OF_ID.items()}
+    table = {label_id: CATEGORIES.index(CATEGORY_OF_ID[label_id]) for label_id in TRAIN_ID_OF}
     for index, raw in enumerate(raw_labels(dataset).values()):
         label = dataset.load_raw(index)[1]
         assert np.array_equal(label, by_pixel(raw, table))
@@ -139,10 +85,10 @@ def test_cityscapes_subset_with_rest_as_background(cityscapes, tmp_path):
 
 
 def test_cityscapes_train_id_files_give_the_same_targets_in_every_mode(cityscapes, tmp_path):
-    stem = "bonn_000000_000000"
+    stem = "bonn_000000_000019"
     label_dir = cityscapes / "gtFine" / "val" / "bonn"
     ids = np.asarray(Image.open(label_dir / f"{stem}_gtFine_labelIds.png"))
-    save(label_dir / f"{stem}_gtFine_labelTrainIds.png", by_pixel(ids, TRAIN_ID_OF))
+    save_image(label_dir / f"{stem}_gtFine_labelTrainIds.png", by_pixel(ids, TRAIN_ID_OF))
     for options in ({"classes": "categories"}, {"classes": ["road", "sky"], "rest_as": "background"}, {}):
         with_train_ids = build("cityscapes", cache=tmp_path, root=cityscapes, **options)
         assert with_train_ids.files[0][1].name.endswith("_labelTrainIds.png")
@@ -161,7 +107,7 @@ def test_cityscapes_train_id_files_give_the_same_targets_in_every_mode(cityscape
         ({"classes": []}, "at least one class"),
         ({"classes": "categories", "rest_as": "background"}, "applies to a list of classes only"),
         ({"classes": ["road"], "rest_as": "rest"}, "option 'rest_as'"),
-        ({"classes": list(TRAIN_CLASSES), "rest_as": "background"}, "no pixel is rest"),
+        ({"classes": list(CLASSES), "rest_as": "background"}, "no pixel is rest"),
     ],
 )
 def test_cityscapes_class_option_errors(options, message):
@@ -177,14 +123,7 @@ def bdd(tmp_path: Path) -> Path:
     rng = np.random.default_rng(1)
     root = tmp_path / "bdd100k"
     for split in ("train", "val"):
-        for name in ("0a0a0b1a-7c39d841", "0a0c3694-24b5193a"):
-            image = root / "images" / "10k" / split / f"{name}.jpg"
-            image.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rgb(rng)).save(image, quality=90)
-            save(
-                root / "labels" / "sem_seg" / "masks" / split / f"{name}.png",
-                shuffled(np.array([*range(19), 255]), rng),
-            )
+        write_bdd100k(root, split, ("0a0a0b1a-7c39d841", "0a0c3694-24b5193a"), rng, size=(H, W))
     return root
 
 
@@ -213,7 +152,7 @@ def test_bdd100k_value_outside_the_table_names_file_and_value(bdd, tmp_path):
     mask = bdd / "labels" / "sem_seg" / "masks" / "val" / "0a0c3694-24b5193a.png"
     bad = np.asarray(Image.open(mask)).copy()
     bad[0, 0] = 19  # 19 is not a BDD100K trainId (only with unknown_as_class is it produced, never read)
-    save(mask, bad)
+    save_image(mask, bad)
     dataset = build("bdd100k", cache=tmp_path, root=bdd)
     with pytest.raises(DatasetError, match=r"value\(s\) 19 .*valid values: 0-18, 255") as error:
         dataset.load_raw(1)
@@ -233,12 +172,8 @@ def test_bdd100k_missing_mask_and_missing_split(bdd, tmp_path):
 
 @pytest.fixture
 def kitti(tmp_path: Path) -> Path:
-    rng = np.random.default_rng(2)
     root = tmp_path / "kitti"
-    for index in range(10):
-        name = f"{index:06d}_10.png"
-        save(root / "training" / "image_2" / name, rgb(rng, 15, 41))  # KITTI frames are wide and short
-        save(root / "training" / "semantic" / name, shuffled(ALL_IDS, rng, 15, 41))
+    write_kitti(root, 10, seed=2, size=(15, 41))  # KITTI frames are wide and short
     return root
 
 
@@ -275,24 +210,15 @@ def test_kitti_split_is_deterministic_and_configurable(kitti, tmp_path):
 # -- CamVid --------------------------------------------------------------------------------------------------------
 
 
-def write_camvid(root: Path, splits=("train", "val", "test"), count: int = 2, height: int = H, width: int = W) -> Path:
-    rng = np.random.default_rng(3)
-    for split in splits:
-        for index in range(count):
-            name = f"0001TP_{6690 + 30 * index:06d}.png"
-            save(root / split / name, rgb(rng, height, width))
-            save(root / f"{split}annot" / name, shuffled(np.arange(12), rng, height, width))
-    return root
-
-
 def test_camvid_eleven_classes_and_unlabelled_ignored(tmp_path):
-    root = write_camvid(tmp_path / "camvid")
+    root = tmp_path / "camvid"
+    write_camvid(root, "test", seed=3, size=(H, W))
     dataset = build("camvid", "test", cache=tmp_path, root=root)
     assert dataset.info.classes == CAMVID and dataset.info.palette[3] == (128, 64, 128)
     for index, raw in enumerate(raw_labels(dataset).values()):
         assert np.array_equal(dataset.load_raw(index)[1], by_pixel(raw, {v: v for v in range(11)}))
     annotation = dataset.files[0][1]
-    save(annotation, np.full((H, W), 12, dtype=np.uint8))
+    save_image(annotation, np.full((H, W), 12, dtype=np.uint8))
     with pytest.raises(DatasetError, match=r"value\(s\) 12 ") as error:
         dataset.load_raw(0)
     assert str(annotation) in str(error.value)
@@ -313,7 +239,8 @@ class ConstantModel(torch.nn.Module):
 
 
 def test_camvid_360x480_is_padded_with_ignore_and_padding_is_never_scored(tmp_path):
-    root = write_camvid(tmp_path / "camvid", splits=("val",), height=360, width=480)
+    root = tmp_path / "camvid"
+    write_camvid(root, "val", seed=3, size=(360, 480))
     dataset = build("camvid", "val", EvalTransform(pad_multiple=32), tmp_path, root=root)
     image, label = dataset[0]
     assert image.shape == (3, 384, 480) and label.shape == (384, 480)
@@ -330,17 +257,6 @@ def test_camvid_360x480_is_padded_with_ignore_and_padding_is_never_scored(tmp_pa
 # -- CSAIL .odgt manifests -----------------------------------------------------------------------------------------
 
 
-def write_manifest(root: Path, name: str, entries: list[tuple[str, str, np.ndarray]], rng) -> None:
-    lines = []
-    for image, mask, values in entries:
-        save(root / image, rgb(rng, *values.shape))
-        save(root / mask, values)
-        lines.append(
-            json.dumps({"fpath_img": image, "fpath_segm": mask, "width": values.shape[1], "height": values.shape[0]})
-        )
-    (root / name).write_text("\n".join(lines) + "\n")
-
-
 def test_odgt_csail_convention_with_offset_minus_one(tmp_path):
     rng = np.random.default_rng(4)
     root = tmp_path / "ade"
@@ -348,8 +264,8 @@ def test_odgt_csail_convention_with_offset_minus_one(tmp_path):
     (root / "object_info.csv").write_text(
         "Idx,Ratio,Train,Val,Name\n1,0.1,1,1,wall\n2,0.1,1,1,building\n3,0.1,1,1,sky\n"
     )
-    masks = [shuffled(np.arange(4), rng) for _ in range(2)]  # 0 = other, 1..3 = classes
-    write_manifest(
+    masks = [shuffled(np.arange(4), rng, H, W) for _ in range(2)]  # 0 = other, 1..3 = classes
+    write_odgt(
         root,
         "validation.odgt",
         [(f"images/val/a{i}.jpg", f"annotations/val/a{i}.png", m) for i, m in enumerate(masks)],
@@ -360,7 +276,7 @@ def test_odgt_csail_convention_with_offset_minus_one(tmp_path):
     assert dataset.info.classes == ("wall", "building", "sky") and len(dataset.info.palette) == 3
     for index, mask in enumerate(masks):
         assert np.array_equal(dataset.load_raw(index)[1], by_pixel(mask, {1: 0, 2: 1, 3: 2}))
-    save(root / "annotations/val/a1.png", np.full((H, W), 4, dtype=np.uint8))
+    save_image(root / "annotations/val/a1.png", np.full((H, W), 4, dtype=np.uint8))
     with pytest.raises(DatasetError, match=r"a1.png holds value\(s\) 4 "):
         dataset.load_raw(1)
 
@@ -374,8 +290,8 @@ def test_odgt_zero_based_ids_with_a_class_list_csv(tmp_path):
         'unlabeled,255,void,0,1,"(0, 0, 0)"\nroad,0,flat,0,0,"(128, 64, 128)"\ncar,2,vehicle,1,0,#00008e\n'
         'sidewalk,1,flat,0,0,"244,35,232"\n'
     )
-    mask = shuffled(np.array([0, 1, 2, 255]), rng)
-    write_manifest(root, "train.odgt", [("img/x.jpg", "seg/x.png", mask)], rng)
+    mask = shuffled((0, 1, 2, 255), rng, H, W)
+    write_odgt(root, "train.odgt", [("img/x.jpg", "seg/x.png", mask)], rng)
     dataset = build("odgt", "train", cache=tmp_path, root=root, classes="classes.csv")
     assert dataset.info.classes == ("road", "sidewalk", "car")  # ordered by id, the 255 row dropped
     assert dataset.info.palette == ((128, 64, 128), (244, 35, 232), (0, 0, 142))
@@ -388,7 +304,7 @@ def test_odgt_yaml_classes_and_manifest_errors(tmp_path):
     root = tmp_path / "odgt"
     root.mkdir()
     (root / "classes.yaml").write_text("classes:\n  - {name: road, color: [1, 2, 3]}\n  - car\n")
-    write_manifest(root, "val.odgt", [("i/a.png", "s/a.png", shuffled(np.array([0, 1, 255]), rng))], rng)
+    write_odgt(root, "val.odgt", [("i/a.png", "s/a.png", shuffled((0, 1, 255), rng, H, W))], rng)
     dataset = build("odgt", cache=tmp_path, root=root, classes="classes.yaml")
     assert dataset.info.classes == ("road", "car") and dataset.info.palette[0] == (1, 2, 3)
     with pytest.raises(DatasetError, match=r"no manifest .*train.odgt"):
@@ -407,28 +323,20 @@ def test_odgt_yaml_classes_and_manifest_errors(tmp_path):
 
 
 def test_folder_with_split_folders_and_mask_suffix(tmp_path):
-    rng = np.random.default_rng(7)
     root = tmp_path / "mine"
-    (root / "classes.txt").parent.mkdir(parents=True)
+    masks = write_folder(root, ("b", "a"), (0, 1, 255), seed=7, split="val", mask_suffix="_mask", size=(H, W))
     (root / "classes.txt").write_text("# my classes\nlane\nbackground\n")
-    masks = {}
-    for name in ("b", "a"):
-        save(root / "images" / "val" / f"{name}.png", rgb(rng))
-        masks[name] = save(root / "masks" / "val" / f"{name}_mask.png", shuffled(np.array([0, 1, 255]), rng))
     dataset = build("folder", cache=tmp_path, root=root, classes="classes.txt", mask_suffix="_mask")
     assert dataset.info.classes == ("lane", "background") and len(dataset.info.palette) == 2
     assert [dataset.sample_id(i) for i in range(2)] == ["a", "b"]
-    assert np.array_equal(dataset.load_raw(0)[1], np.asarray(Image.open(masks["a"])))
+    assert np.array_equal(dataset.load_raw(0)[1], masks["a"])
     with pytest.raises(DatasetError, match="no images/train folder"):
         build("folder", "train", cache=tmp_path, root=root, classes="classes.txt")
 
 
 def test_folder_flat_layout_with_offset_and_a_deterministic_split(tmp_path):
-    rng = np.random.default_rng(8)
     root = tmp_path / "flat"
-    for index in range(5):
-        save(root / "images" / f"im{index}.png", rgb(rng))
-        save(root / "masks" / f"im{index}.png", shuffled(np.array([0, 1, 2]), rng))
+    write_folder(root, [f"im{index}" for index in range(5)], (0, 1, 2), seed=8, size=(H, W))
     options = {"root": root, "classes": ["lane", "curb"], "label_offset": -1, "ignore_value": None, "val_fraction": 0.4}
     val, train = build("folder", "val", cache=tmp_path, **options), build("folder", "train", cache=tmp_path, **options)
     assert len(val) == 2 and len(train) == 3

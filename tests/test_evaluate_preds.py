@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 from typer.testing import CliRunner
 
@@ -17,42 +16,24 @@ from segbench.datasets import build_dataset, parse_dataset_params
 from segbench.metrics.compute import compute_metrics
 from segbench.metrics.prediction_files import metrics_with_void_predictions, score_predictions
 
+from support.cityscapes_labels import CATEGORY_OF_ID, IGNORED_IN_EVAL, TRAIN_ID_OF, by_pixel
+from support.replicas import save_image, write_camvid, write_cityscapes
+
 WIDE = {"COLUMNS": "400"}
 H, W = 16, 24
-# cityscapesScripts labels.py, transcribed: id -> (trainId, category, ignoreInEval).
-TRAIN_ID_OF = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13}
-TRAIN_ID_OF |= {27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
-CATEGORY_OF_ID = dict.fromkeys(range(7), "void") | {7: "flat", 8: "flat", 9: "flat", 10: "flat"}
-CATEGORY_OF_ID |= dict.fromkeys(range(11, 17), "construction") | dict.fromkeys(range(17, 21), "object")
-CATEGORY_OF_ID |= {21: "nature", 22: "nature", 23: "sky", 24: "human", 25: "human"}
-CATEGORY_OF_ID |= dict.fromkeys(range(26, 34), "vehicle")
-IGNORED_IN_EVAL = {label_id for label_id in range(34) if label_id not in TRAIN_ID_OF}
 STEMS = ("aachen_000000_000019", "aachen_000001_000019", "bremen_000000_000019")
 
 
 @pytest.fixture
 def cityscapes(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     """A val split whose labelIds use every id 0..33 (void and ignoreInEval ids included)."""
-    rng = np.random.default_rng(0)
-    root, written = tmp_path / "cityscapes", {}
-    for stem in STEMS:
-        city = stem.split("_")[0]
-        for folder, name, array in (
-            ("leftImg8bit", f"{stem}_leftImg8bit.png", rng.integers(0, 256, (H, W, 3), dtype=np.uint8)),
-            ("gtFine", f"{stem}_gtFine_labelIds.png", rng.integers(0, 34, (H, W), dtype=np.uint8)),
-        ):
-            path = root / folder / "val" / city / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(array).save(path)
-        written[stem] = np.asarray(Image.open(root / "gtFine" / "val" / city / f"{stem}_gtFine_labelIds.png"))
-    return root, written
+    root = tmp_path / "cityscapes"
+    return root, write_cityscapes(root, "val", STEMS, size=(H, W))
 
 
 def write_predictions(folder: Path, predictions: dict[str, np.ndarray], name: str = "{stem}.png") -> Path:
     for stem, prediction in predictions.items():
-        path = folder / name.format(stem=stem, city=stem.split("_")[0])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(prediction.astype(np.uint8)).save(path)
+        save_image(folder / name.format(stem=stem, city=stem.split("_")[0]), prediction.astype(np.uint8))
     return folder
 
 
@@ -63,7 +44,7 @@ def dataset(root: Path, tmp_path: Path, **options):
 
 
 def to_train_ids(label_ids: np.ndarray) -> np.ndarray:
-    return np.vectorize(lambda value: TRAIN_ID_OF.get(int(value), 255), otypes=[np.int64])(label_ids)
+    return by_pixel(label_ids, TRAIN_ID_OF)
 
 
 def official_class_iou(gt_ids: list[np.ndarray], pred_ids: list[np.ndarray]) -> np.ndarray:
@@ -161,7 +142,7 @@ def test_a_class_absent_from_truth_and_prediction_is_nan_and_left_out(cityscapes
     for stem in STEMS:  # ... and removed from the ground truth
         labels = written[stem].copy()
         labels[labels == 31] = 0
-        Image.fromarray(labels).save(root / "gtFine" / "val" / stem.split("_")[0] / f"{stem}_gtFine_labelIds.png")
+        save_image(root / "gtFine" / "val" / stem.split("_")[0] / f"{stem}_gtFine_labelIds.png", labels)
     score = score_predictions(dataset(root, tmp_path), write_predictions(tmp_path / "pred", predictions))
     iou = score.metrics["per_class"]["iou"]
     assert math.isnan(iou[16]) and score.metrics["miou"] == pytest.approx(np.mean([v for v in iou if v == v]))
@@ -217,18 +198,16 @@ def test_cityscapes_matching_rule(cityscapes, tmp_path, pattern):
 
 def test_other_datasets_need_a_separator_after_the_sample_id(tmp_path):
     root = tmp_path / "camvid"
-    for folder in ("val", "valannot"):
-        (root / folder).mkdir(parents=True)
-        Image.fromarray(np.zeros((H, W), dtype=np.uint8)).save(root / folder / "0001TP_008550.png")
+    (stem,) = write_camvid(root, "val", 1, size=(H, W), values=(0,))  # every pixel is class 0
     params = parse_dataset_params("camvid", {"root": str(root)})
     camvid = build_dataset("camvid", params, "val", None, tmp_path)
-    write_predictions(tmp_path / "ok", {"0001TP_008550": np.zeros((H, W))}, "{stem}_pred.png")
+    write_predictions(tmp_path / "ok", {stem: np.zeros((H, W))}, "{stem}_pred.png")
     assert score_predictions(camvid, tmp_path / "ok").metrics["pixel_accuracy"] == 1.0
-    write_predictions(tmp_path / "bad", {"0001TP_008550": np.zeros((H, W))}, "{stem}0.png")
+    write_predictions(tmp_path / "bad", {stem: np.zeros((H, W))}, "{stem}0.png")
     outcome = CliRunner(env=WIDE).invoke(
         app, ["evaluate", "-d", "camvid", "--root", str(root), "--pred", str(tmp_path / "bad")]
     )
-    assert outcome.exit_code == 2 and "0001TP_0085500.png matches no ground-truth image" in outcome.output
+    assert outcome.exit_code == 2 and f"{stem}0.png matches no ground-truth image" in outcome.output
 
 
 def test_prediction_errors_exit_2_naming_the_file(cityscapes, tmp_path):

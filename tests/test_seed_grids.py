@@ -10,13 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
 from typer.testing import CliRunner
 
 from segbench.cell.data import make_datasets
 from segbench.cli import app
 from segbench.grid.cells import expand
 from segbench.grid.load import load_grid, load_yaml, parse_grid
+
+from support.replicas import (
+    cityscapes_stems,
+    shuffled,
+    write_bdd100k,
+    write_camvid,
+    write_cityscapes,
+    write_kitti,
+    write_odgt,
+)
 
 GRIDS = Path(__file__).resolve().parents[1] / "grids" / "seeds"
 STUDIES = {
@@ -40,7 +49,7 @@ STANDIN = [
     "train.scale_range=[1.0,1.0]",
     "eval.size=null",
     "eval.batch_size=2",
-    "measure={warmup: 1, iters: 1, batch_size: 2, memory: false}",
+    "measure={budget_s: null, warmup: 1, iters: 1, batch_size: 2, memory: false}",
     "seeds=[0]",
 ]
 H, W = 24, 40
@@ -67,57 +76,27 @@ def test_grid_parses_and_expands_as_written(name):
 # -- tiny replicas of the real layouts, to load every dataset of every grid with its own options ---------------------
 
 
-def save(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-
-
-def image(rng) -> np.ndarray:
-    return rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
-
-
 def replica(dataset: str, root: Path) -> None:
+    """Two train and two val samples of `dataset`'s real layout under `root` (KITTI: four, split by the loader)."""
     rng = np.random.default_rng(0)
+    if dataset == "kitti":
+        write_kitti(root, 4, rng, size=(H, W))
+        return
     for split in ("train", "val"):
-        for index in range(2):
-            name = f"{split}{index}"
-            if dataset == "cityscapes":
-                save(root / "leftImg8bit" / split / "ulm" / f"ulm_{index:06d}_000019_leftImg8bit.png", image(rng))
-                save(
-                    root / "gtFine" / split / "ulm" / f"ulm_{index:06d}_000019_gtFine_labelIds.png",
-                    rng.integers(0, 34, (H, W), dtype=np.uint8),
-                )
-            elif dataset == "bdd100k":
-                save(root / "images" / "10k" / split / f"{name}.jpg", image(rng))
-                save(
-                    root / "labels" / "sem_seg" / "masks" / split / f"{name}.png",
-                    rng.choice(np.array([*range(19), 255], dtype=np.uint8), (H, W)),
-                )
-            elif dataset == "kitti":
-                save(root / "training" / "image_2" / f"{name}_10.png", image(rng))
-                save(root / "training" / "semantic" / f"{name}_10.png", rng.integers(0, 34, (H, W), dtype=np.uint8))
-            elif dataset == "camvid":
-                save(root / split / f"{name}.png", image(rng))
-                save(root / f"{split}annot" / f"{name}.png", rng.integers(0, 12, (H, W), dtype=np.uint8))
-            elif dataset == "odgt":
-                save(root / "images" / f"{name}.jpg", image(rng))
-                save(root / "segm" / f"{name}.png", rng.choice(np.array([*range(38), 255], dtype=np.uint8), (H, W)))
+        names = [f"{split}{index}" for index in range(2)]
+        if dataset == "cityscapes":
+            write_cityscapes(root, split, cityscapes_stems("ulm", 2), rng, size=(H, W))
+        elif dataset == "bdd100k":
+            write_bdd100k(root, split, names, rng, size=(H, W))
+        elif dataset == "camvid":
+            write_camvid(root, split, 2, rng, size=(H, W))
+        elif dataset == "odgt":  # the BDD100K CSAIL conversion of study A: 38 classes
+            manifest = {"train": "training.odgt", "val": "validation.odgt"}[split]
+            entries = [(f"images/{n}.jpg", f"segm/{n}.png", shuffled([*range(38), 255], rng, H, W)) for n in names]
+            write_odgt(root, manifest, entries, rng)
     if dataset == "odgt":
         rows = ["class_name,train_id,color", 'unlabeled,255,"0,0,0"'] + [f"class{i},{i}," for i in range(38)]
         (root / "bdd38_classes.csv").write_text("\n".join(rows) + "\n")
-        for split, manifest in (("train", "training.odgt"), ("val", "validation.odgt")):
-            lines = [
-                json.dumps(
-                    {
-                        "fpath_img": f"images/{split}{i}.jpg",
-                        "fpath_segm": f"segm/{split}{i}.png",
-                        "width": W,
-                        "height": H,
-                    }
-                )
-                for i in range(2)
-            ]
-            (root / manifest).write_text("\n".join(lines) + "\n")
 
 
 @pytest.mark.parametrize("name", sorted(STUDIES))

@@ -12,13 +12,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from segbench.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform, normalize
 
+from support.replicas import random_rgb
+
 IGNORE = 255
 
 
 def random_pair(height: int, width: int, seed: int = 0, classes: tuple[int, ...] = (0, 2, 5, 11, 13)):
     """A noisy RGB image and a blocky label using only `classes` (plus a few ignore pixels)."""
     rng = np.random.default_rng(seed)
-    image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    image = Image.fromarray(random_rgb(rng, height, width))
     blocks = rng.choice(np.asarray(classes + (IGNORE,), dtype=np.uint8), size=(height // 4 + 1, width // 4 + 1))
     label = np.kron(blocks, np.ones((4, 4), dtype=np.uint8))[:height, :width].copy()
     return image, label
