@@ -16,6 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from segbench.cli import app
+from segbench.records.paths import checkpoint_path
 
 TINY = {
     "name": "tiny",
@@ -26,7 +27,7 @@ TINY = {
     "seeds": [0],
     "train": {"epochs": 2, "batch_size": 4, "crop": [64, 128], "lr": 0.001},
     "eval": {"batch_size": 4},
-    "measure": {"warmup": 1, "iters": 2, "batch_size": 2, "memory": False},
+    "measure": {"budget_s": None, "warmup": 1, "iters": 2, "batch_size": 2, "memory": False},
 }
 
 
@@ -62,10 +63,13 @@ def test_run_records_resume_and_force(tmp_path: Path):
         assert [h["epoch"] for h in record["history"]] == [1, 2]
         assert record["cost"]["params"]["total"] == 14_330_819
         assert record["environment"]["packages"]["torch"]
-        state = torch.load(results / "cells" / cell_id / "best.pt", weights_only=True)
+        state = torch.load(checkpoint_path(results / "cells" / cell_id, record), weights_only=True)
         assert "segmentation_head.0.weight" in state
     assert "leaderboard" in outcome.output
-    rows = [line for line in outcome.output.splitlines() if "resnet18" in line and "unet" in line]
+    # Not a terminal: a plain line per finished cell instead of progress bars.
+    assert "[1/2] ok unet__resnet18__ce__synthetic__s0  mIoU " in outcome.output
+    assert "[2/2] ok unet__resnet18__focal__synthetic__s0  mIoU " in outcome.output
+    rows = [line for line in outcome.output.splitlines() if line.split()[:2] == ["unet", "resnet18"]]  # leaderboard
     losses = {word for row in rows for word in row.split() if word in ("ce", "focal")}
     assert len(rows) == 2 and losses == {"ce", "focal"}
 
@@ -111,6 +115,18 @@ def test_bad_input_is_one_sentence_exit_2_and_nothing_written(tmp_path: Path, ch
     assert not (results / "cells").exists()
 
 
+@pytest.mark.parametrize(("parallel", "expected"), [("0", "--parallel must be at least 1, not 0"),
+                                                    ("4096", "more cells in flight than the")])
+def test_bad_parallel_is_one_sentence_exit_2_and_nothing_written(tmp_path: Path, parallel: str, expected: str):
+    grid = write_grid(tmp_path / "tiny.yaml", TINY)
+    results = tmp_path / "results"
+    outcome = CliRunner().invoke(app, ["run", str(grid), "--results", str(results), "--device", "cpu",
+                                       "--parallel", parallel])
+    assert outcome.exit_code == 2, outcome.output
+    assert outcome.output.startswith("error: ") and outcome.output.count("\n") == 1 and expected in outcome.output
+    assert not results.exists()
+
+
 def test_unavailable_cuda_is_refused(tmp_path: Path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -128,7 +144,7 @@ def test_interrupted_run_resumes_without_redoing_finished_cells(tmp_path: Path):
     command = [sys.executable, "-m", "segbench", "run", str(grid), "--results", str(results), "--device", "cpu"]
     env = {**os.environ, "SEGBENCH_FAULT": "step_sleep=0.3", "COLUMNS": "200"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                               env=env)
+                               env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a terminal's
     deadline = time.monotonic() + 300
     # Wait until the first cell has its record and the second cell's worker is training.
     while time.monotonic() < deadline and not (

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from segbench.cli.common import err_console, user_errors
+from segbench.errors import ConfigError
 
 
 @user_errors
@@ -16,12 +17,27 @@ def run(
     grid_file: Path = typer.Argument(..., help="Grid YAML file, e.g. grids/quickstart.yaml."),
     results: Path = typer.Option(Path("runs/results"), "--results", "-r", help="Results folder (created if missing)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    parallel: int | None = typer.Option(
+        None, "--parallel", "-j", help="Cells in flight at once: one GPU each on CUDA (default: every visible GPU); "
+        "on the CPU the cores are split between them (default: 1). On a Ray cluster: at most this many (default: "
+        "as many as the cluster holds)."),
     force: bool = typer.Option(False, "--force", help="Rerun cells that already have a finished record."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun cells that failed before."),
     oom_retry: bool = typer.Option(False, "--oom-retry", help="After out-of-memory, retry at half the batch size."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells (and the skipped ones) without training."),
     override: list[str] = typer.Option([], "--override", "-o", help="key.path=value, e.g. -o train.epochs=1."),
     cache_dir: Path | None = typer.Option(None, help="Dataset cache (default: $SEGBENCH_CACHE or ~/.cache/segbench)."),
+    executor: str = typer.Option("local", "--executor", help="local: worker processes on this host; ray: Ray tasks "
+                                 "on a cluster (pip install 'segbench[ray]')."),
+    address: str | None = typer.Option(
+        None, "--address", help="With --executor ray: the cluster to join, HOST:PORT or auto (the cluster this host "
+        "belongs to); default: $RAY_ADDRESS if set, else start a local Ray instance."),
+    cpus_per_cell: int | None = typer.Option(
+        None, "--cpus-per-cell", help="With --executor ray: CPUs (torch threads) per cell; default: as the local "
+        "executor on a local instance; on a cluster, a GPU's share of a node on CUDA, the smallest node on the CPU."),
+    tensorboard: Path | None = typer.Option(
+        None, "--tensorboard", help="Write TensorBoard logs here (one run per cell: loss, lr, val mIoU, per-class IoU, "
+        "example predictions); needs pip install 'segbench[tensorboard]'. Not part of any cell's hash."),
 ) -> None:
     """Train and evaluate every cell of GRID_FILE; finished cells are skipped, so an interrupted run resumes."""
     from segbench.analysis.leaderboard import print_leaderboard
@@ -29,17 +45,36 @@ def run(
     from segbench.grid.cells import expand
     from segbench.grid.load import load_grid
 
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor must be local or ray, not '{executor}'.")
+    if executor == "local" and (address is not None or cpus_per_cell is not None):
+        raise ConfigError("--address and --cpus-per-cell apply to --executor ray only; add --executor ray.")
     grid = load_grid(grid_file, override)
     if dry_run:
         print_cells(Console(), grid, expand(grid))
         return
-    summary = run_grid(grid, results, device=device, force=force, retry_failed=retry_failed,
-                      oom_retry=oom_retry, cache_dir=cache_dir)
+    options = dict(force=force, retry_failed=retry_failed, oom_retry=oom_retry, cache_dir=cache_dir)
+    if tensorboard is not None:
+        from segbench.execution.progress import make_view
+        from segbench.execution.tensorboard import TensorBoardLog, TensorBoardView
+
+        options["view"] = TensorBoardView(make_view(err_console), TensorBoardLog(tensorboard), results)
+        options["console"] = err_console
+    if executor == "ray":
+        from segbench.execution.ray_executor import ray_executor
+
+        with ray_executor(results, device=device, address=address, parallel=parallel,
+                          cpus_per_cell=cpus_per_cell) as cluster:
+            summary = run_grid(grid, results, device=cluster.device, executor=cluster, **options)
+    else:
+        summary = run_grid(grid, results, device=device, parallel=parallel, **options)
     print_leaderboard(Console(), list(summary.records.values()), title=f"{grid.name}: leaderboard (val split)")
     err_console.print(
         f"{summary.count('ok')} ok, {summary.count('failed')} failed, {summary.reused} reused from earlier runs; "
         f"records in {results / 'cells'}"
     )
+    if tensorboard is not None:
+        err_console.print(f"TensorBoard logs in {tensorboard}: tensorboard --logdir {tensorboard}")
     if summary.interrupted:
         err_console.print("[yellow]interrupted[/]: run the same command again to resume.")
     raise typer.Exit(summary.exit_code)

@@ -1,22 +1,33 @@
 """How cells are executed: behind a small interface, so a distributed engine can replace local processes later
-without touching the cell code. A task carries everything a worker needs as JSON-ready data.
+without touching the runner or the cell code. A task carries everything a worker needs as JSON-ready data.
+
+The runner submits tasks (at most `max_in_flight` at once), waits for whichever ends first, and on Ctrl-C asks the
+executor to interrupt the rest. Resume, retries, records of lost workers and progress belong to the runner. The
+executor places each task (which host, how many threads, which GPUs) and the worker records that placement.
+local.py holds the executor of this host, ray_executor.py the one of a Ray cluster.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from segbench.storage import atomic_write_json
+from segbench.execution.events import OnEvent
 
-OnEvent = Callable[[dict[str, Any]], None]
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a task runs, chosen by the executor; the worker copies it into its record as `execution`."""
+
+    executor: str  # which executor ran the cell, e.g. "local"
+    host: str
+    threads: int  # torch intra-op threads of the worker
+    gpu_ids: tuple[str, ...] | None = None  # the worker's CUDA_VISIBLE_DEVICES entries; None on the CPU
+
+    def to_json(self) -> dict[str, Any]:
+        return {"executor": self.executor, "threads": self.threads, "host": self.host,
+                "gpu_ids": list(self.gpu_ids) if self.gpu_ids is not None else None}
 
 
 @dataclass(frozen=True)
@@ -26,8 +37,9 @@ class CellTask:
     device: str
     cache_dir: Path
     attempt: str  # unique per attempt; the worker copies it into the record it writes
-    threads: int | None = None
     batch_size: int | None = None  # overrides the grid's training batch size (out-of-memory retries)
+    oom_retries: tuple[dict[str, Any], ...] = ()  # earlier out-of-memory attempts, copied into the record
+    placement: Placement | None = None  # set by the executor when it submits the task
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -37,70 +49,37 @@ class CellTask:
             "device": self.device,
             "cache_dir": str(self.cache_dir),
             "attempt": self.attempt,
-            "threads": self.threads,
             "batch_size": self.batch_size,
+            "oom_retries": list(self.oom_retries),
+            "placement": self.placement.to_json() if self.placement else None,
         }
+
+
+@dataclass(eq=False)
+class TaskHandle:
+    """One submitted task (with its placement filled in); compared by identity."""
+
+    task: CellTask
 
 
 @dataclass(frozen=True)
 class TaskOutcome:
+    handle: TaskHandle
     returncode: int  # negative: killed by that signal
     log_tail: str
 
 
 class Executor(Protocol):
-    def run(self, task: CellTask, on_event: OnEvent) -> TaskOutcome:
-        """Run one cell to completion (or failure) and return how its worker ended."""
+    max_in_flight: int  # how many tasks may be submitted and not yet returned by wait or interrupt
+
+    def submit(self, task: CellTask, on_event: OnEvent) -> TaskHandle:
+        """Start a task; its progress events are passed to on_event from within wait()."""
         ...
 
+    def wait(self, timeout: float) -> list[TaskOutcome]:
+        """Deliver events until a task ends or `timeout` seconds pass; return the tasks that ended (maybe none)."""
+        ...
 
-class LocalProcessExecutor:
-    """One fresh Python process per cell (as timm's bulk runner does): a crash or leak cannot reach the sweep."""
-
-    def __init__(self, interrupt_grace_s: float = 60.0) -> None:
-        self.interrupt_grace_s = interrupt_grace_s
-
-    def run(self, task: CellTask, on_event: OnEvent) -> TaskOutcome:
-        from segbench.execution.worker import EVENT_PREFIX
-
-        cell_dir = task.results / "cells" / task.cell.id
-        cell_dir.mkdir(parents=True, exist_ok=True)
-        task_path = cell_dir / "task.json"
-        atomic_write_json(task_path, task.to_json())
-        log_path = cell_dir / "worker.log"
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-        with open(log_path, "w", encoding="utf-8") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "segbench.execution.worker", str(task_path)],
-                stdout=subprocess.PIPE, stderr=log, text=True, env=env,
-            )
-            try:
-                assert process.stdout is not None
-                for line in process.stdout:
-                    if line.startswith(EVENT_PREFIX):
-                        on_event(json.loads(line[len(EVENT_PREFIX):]))
-                    else:
-                        log.write(line)
-                returncode = process.wait()
-            except BaseException:
-                # Ctrl-C reaches the worker too (same process group); a signal sent to the runner alone does not,
-                # so pass it on. The worker ignores repeats while it writes its "interrupted" record.
-                self._stop(process)
-                raise
-        return TaskOutcome(returncode=returncode, log_tail=_tail(log_path))
-
-    def _stop(self, process: subprocess.Popen) -> None:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=self.interrupt_grace_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+    def interrupt(self) -> list[TaskOutcome]:
+        """Ask every task in flight to stop (each writes an "interrupted" record) and return how each ended."""
+        ...

@@ -1,26 +1,32 @@
-"""Run a grid: expand it, skip finished cells, run the rest one isolated worker at a time, record everything."""
+"""Run a grid: expand it, skip finished cells, keep as many cells in flight as the executor allows, retry
+out-of-memory at half the batch size, and leave a record for every cell that ran."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from segbench.devices import resolve_device
 from segbench.errors import ConfigError
-from segbench.execution.executor import CellTask, Executor, LocalProcessExecutor
+from segbench.execution.estimate import print_expected_time
+from segbench.execution.executor import CellTask, Executor, TaskHandle, TaskOutcome
+from segbench.execution.local import LocalProcessExecutor
 from segbench.execution.lock import ResultsLock
-from segbench.grid.cells import Cell, Expansion, expand
+from segbench.execution.progress import ProgressView, make_view
+from segbench.grid.cells import Cell, expand
 from segbench.grid.schema import GridConfig
+from segbench.records.paths import RECORD_FILE, cell_dir, grids_dir
 from segbench.records.store import (
-    RECORD_FILE,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
-    cell_dir,
     error_info,
     is_finished,
     new_record,
@@ -28,6 +34,8 @@ from segbench.records.store import (
     write_record,
 )
 from segbench.storage import atomic_write_text
+
+TICK_S = 1.0  # how often the progress view is ticked while cells run
 
 
 @dataclass
@@ -48,18 +56,6 @@ class RunSummary:
         return 1 if self.count(STATUS_FAILED) else 0
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was requested but PyTorch sees no CUDA GPU; use --device cpu or auto.")
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"--device must be auto, cpu or cuda, not '{device}'.")
-    return device
-
-
 def check_writable(results: Path) -> None:
     """Fail before any training if results cannot be written (missing permission, full disk)."""
     try:
@@ -73,12 +69,10 @@ def check_writable(results: Path) -> None:
         ) from None
 
 
-def save_resolved_grid(grid: GridConfig, expansion: Expansion, results: Path) -> Path:
-    import hashlib
-
+def save_resolved_grid(grid: GridConfig, results: Path) -> Path:
     text = yaml.safe_dump(grid.model_dump(mode="json"), sort_keys=False)
     digest = hashlib.sha256(text.encode()).hexdigest()[:10]
-    path = results / "grids" / f"{grid.name}-{digest}.yaml"
+    path = grids_dir(results) / f"{grid.name}-{digest}.yaml"
     atomic_write_text(path, text)
     return path
 
@@ -105,64 +99,53 @@ def run_grid(
     results: Path,
     *,
     device: str = "auto",
+    parallel: int | None = None,
     force: bool = False,
     retry_failed: bool = False,
     oom_retry: bool = False,
     cache_dir: Path | None = None,
     executor: Executor | None = None,
     console: Console | None = None,
+    view: ProgressView | None = None,
 ) -> RunSummary:
+    """parallel: cells in flight with the local executor (default: one per visible GPU on CUDA, one on the CPU);
+    executor replaces the local one (and then decides how many cells are in flight, and `device` must be the one it
+    places cells on, 'cpu' or 'cuda': a cluster's GPUs need not be this host's); view replaces the display chosen
+    for the console (bars on a terminal, lines otherwise)."""
     from segbench.datasets import default_cache_dir
 
     console = console or Console(stderr=True)
-    executor = executor or LocalProcessExecutor()
     cache_dir = Path(cache_dir or default_cache_dir())
-    device = resolve_device(device)
+    device = device if executor is not None else resolve_device(device)
     expansion = expand(grid)
+    executor = executor or LocalProcessExecutor(device, parallel)  # checks --parallel before anything is written
     check_writable(results)
     with ResultsLock(results) as lock:
         if lock.previous_holder:
             console.print(f"[yellow]note[/]: took over the lock of a run that is no longer alive "
                           f"(pid {lock.previous_holder.get('pid')}, started {lock.previous_holder.get('started_at')})")
         prepare_datasets(grid, cache_dir)
-        save_resolved_grid(grid, expansion, results)
-        return _run_cells(grid, expansion, results, device, force, retry_failed, oom_retry, cache_dir, executor,
-                          console)
-
-
-def _run_cells(grid: GridConfig, expansion: Expansion, results: Path, device: str, force: bool, retry_failed: bool,
-               oom_retry: bool, cache_dir: Path, executor: Executor, console: Console) -> RunSummary:
-    summary = RunSummary(cells=expansion.cells)
-    pending: list[Cell] = []
-    for cell in expansion.cells:
-        record = existing_record(results, cell)
-        if not force and is_finished(record, cell.config_hash, retry_failed):
-            summary.records[cell.id] = record
-            summary.reused += 1
-        else:
-            pending.append(cell)
-    console.print(
-        f"[bold]{grid.name}[/]: {len(expansion.cells)} cells, {summary.reused} already finished, "
-        f"{len(pending)} to run on {device}; results in {results}"
-    )
-    with _progress(console) as progress:
-        overall = progress.add_task("cells", total=len(pending), detail="")
-        for cell in pending:
-            current = progress.add_task(cell.slug, total=None, detail="")
-            try:
-                record = _run_cell(cell, results, device, cache_dir, executor, progress, current)
-                if oom_retry:
-                    record = _retry_out_of_memory(record, cell, results, device, cache_dir, executor, progress,
-                                                  current, console)
+        save_resolved_grid(grid, results)
+        summary = RunSummary(cells=expansion.cells)
+        pending: list[Cell] = []
+        for cell in expansion.cells:
+            record = existing_record(results, cell)
+            if not force and is_finished(record, cell.config_hash, retry_failed):
                 summary.records[cell.id] = record
-            except KeyboardInterrupt:
-                summary.interrupted = True
-                _record_if_missing(results, cell, STATUS_INTERRUPTED, "interrupted", "the run was interrupted")
-                break
-            finally:
-                progress.remove_task(current)
-            summary.ran += 1
-            progress.advance(overall)
+                summary.reused += 1
+            else:
+                pending.append(cell)
+        at_once = f", {executor.max_in_flight} at a time" if executor.max_in_flight > 1 else ""
+        console.print(f"[bold]{grid.name}[/]: {len(expansion.cells)} cells, {summary.reused} already finished, "
+                      f"{len(pending)} to run on {device}{at_once}; results in {results}")
+        print_expected_time(console, pending, device, cache_dir)
+        tasks = [CellTask(cell, results, device, cache_dir, uuid.uuid4().hex) for cell in pending]
+        view = view or make_view(console)
+        view.begin(len(tasks))
+        try:
+            _run_tasks(tasks, executor, oom_retry, view, summary)
+        finally:
+            view.end()
     # Read back what is on disk: after an interruption a worker may have finished a record the loop never saw.
     for cell in expansion.cells:
         record = existing_record(results, cell)
@@ -171,66 +154,66 @@ def _run_cells(grid: GridConfig, expansion: Expansion, results: Path, device: st
     return summary
 
 
-def _retry_out_of_memory(record: dict[str, Any], cell: Cell, results: Path, device: str, cache_dir: Path,
-                         executor: Executor, progress: Progress, task_id: Any, console: Console) -> dict[str, Any]:
-    """While a cell fails with out-of-memory, run it again at half the batch size (down to 2)."""
-    batch_size = cell.train.batch_size
-    attempts: list[dict[str, Any]] = []
-    while record["status"] == STATUS_FAILED and (record.get("error") or {}).get("kind") == "oom" and batch_size > 2:
-        attempts.append({"batch_size": batch_size, "error": record["error"]["message"]})
-        batch_size //= 2
-        console.print(f"{cell.slug}: out of memory; retrying at batch size {batch_size}")
-        record = _run_cell(cell, results, device, cache_dir, executor, progress, task_id, batch_size=batch_size)
-    if attempts:
-        record["oom_retries"] = attempts
-        write_record(results, record)
-    return record
+def _run_tasks(tasks: list[CellTask], executor: Executor, oom_retry: bool, view: ProgressView,
+               summary: RunSummary) -> None:
+    """Keep the executor full, in grid order; an out-of-memory retry goes first in the queue."""
+    queue = deque(tasks)
+    in_flight: set[TaskHandle] = set()
+    try:
+        while queue or in_flight:
+            while queue and len(in_flight) < executor.max_in_flight:
+                task = queue.popleft()
+                view.started(task.cell)
+                in_flight.add(executor.submit(task, partial(view.event, task.cell)))
+            for outcome in executor.wait(TICK_S):
+                in_flight.discard(outcome.handle)
+                task, record = outcome.handle.task, _settle(outcome, interrupted=False)
+                retry = _out_of_memory_retry(task, record) if oom_retry else None
+                if retry is not None:
+                    view.note(f"{task.cell.slug}: out of memory; retrying at batch size {retry.batch_size}")
+                    queue.appendleft(retry)
+                    continue
+                summary.records[task.cell.id] = record
+                summary.ran += 1
+                view.finished(task.cell, record)
+            view.tick()
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        for outcome in executor.interrupt():
+            _settle(outcome, interrupted=True)
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-def _run_cell(
-    cell: Cell, results: Path, device: str, cache_dir: Path, executor: Executor, progress: Progress, task_id: Any,
-    batch_size: int | None = None,
-) -> dict[str, Any]:
-    attempt = uuid.uuid4().hex
-
-    def on_event(event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "start":
-            progress.update(task_id, total=event["iterations"])
-        elif kind == "step":
-            progress.update(task_id, completed=event["iteration"],
-                            detail=f"epoch {event['epoch']} loss {event['loss']:.3f}")
-        elif kind == "epoch" and event.get("val_miou") is not None:
-            progress.update(task_id, detail=f"epoch {event['epoch']} val mIoU {event['val_miou']:.3f}")
-
-    outcome = executor.run(CellTask(cell, results, device, cache_dir, attempt, batch_size=batch_size), on_event)
-    record = existing_record(results, cell)
-    if record is not None and record.get("attempt") == attempt:
+def _settle(outcome: TaskOutcome, interrupted: bool) -> dict[str, Any]:
+    """The record of an attempt that ended: the worker's own, else the one the runner writes for it (the runner's
+    only record write). A worker ends without a record when it is killed, runs out of host memory or crashes hard."""
+    task = outcome.handle.task
+    record = existing_record(task.results, task.cell)
+    if record is not None and record.get("attempt") == task.attempt:
         return record
-    # The worker ended without writing its record: killed by a signal, out of host memory, or crashed hard.
-    if outcome.returncode < 0:
-        kind, message = "killed", f"the worker was killed by signal {-outcome.returncode}"
-    else:
-        kind, message = "worker_lost", f"the worker exited with code {outcome.returncode} without writing a record"
-    record = new_record(cell, STATUS_FAILED, attempt=attempt, device=device,
-                        error=error_info(kind, message, log_tail=outcome.log_tail))
-    write_record(results, record)
+    status, kind, message = _why_no_record(outcome.returncode, interrupted)
+    extra: dict[str, Any] = {"oom_retries": list(task.oom_retries)} if task.oom_retries else {}
+    record = new_record(task.cell, status, attempt=task.attempt, device=task.device,
+                        execution=task.placement.to_json() if task.placement else None,
+                        error=error_info(kind, message, log_tail=outcome.log_tail), **extra)
+    write_record(task.results, record)
     return record
 
 
-def _record_if_missing(results: Path, cell: Cell, status: str, kind: str, message: str) -> None:
-    if existing_record(results, cell) is None:
-        write_record(results, new_record(cell, status, error=error_info(kind, message)))
+def _why_no_record(returncode: int, interrupted: bool) -> tuple[str, str, str]:
+    """Status, error kind and message of an attempt whose worker wrote no record."""
+    if interrupted:
+        message = "the run was interrupted before the worker wrote a record; run the grid again to resume"
+        return STATUS_INTERRUPTED, "interrupted", message
+    if returncode < 0:
+        return STATUS_FAILED, "killed", f"the worker was killed by signal {-returncode}"
+    return STATUS_FAILED, "worker_lost", f"the worker exited with code {returncode} without writing a record"
+
+
+def _out_of_memory_retry(task: CellTask, record: dict[str, Any]) -> CellTask | None:
+    """After an out-of-memory failure, the same cell at half the batch size (down to 2); None otherwise."""
+    batch_size = task.batch_size or task.cell.train.batch_size
+    if record["status"] != STATUS_FAILED or (record.get("error") or {}).get("kind") != "oom" or batch_size <= 2:
+        return None
+    earlier = {"batch_size": batch_size, "error": record["error"]["message"]}
+    return replace(task, attempt=uuid.uuid4().hex, batch_size=batch_size // 2, placement=None,
+                   oom_retries=(*task.oom_retries, earlier))

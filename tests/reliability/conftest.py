@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -22,7 +24,7 @@ TINY = {
     "seeds": [0],
     "train": {"epochs": 2, "batch_size": 4, "crop": [64, 128]},
     "eval": {"batch_size": 4},
-    "measure": {"warmup": 1, "iters": 2, "batch_size": 2, "memory": False},
+    "measure": {"budget_s": None, "warmup": 1, "iters": 2, "batch_size": 2, "memory": False},
 }
 
 
@@ -46,15 +48,37 @@ class Sweep:
                               env=self.env(fault))
 
     def start(self, *extra: str, fault: str = "") -> subprocess.Popen:
+        # As from a terminal: Ctrl-C is not ignored, even when pytest itself runs as a background job.
         return subprocess.Popen(self.command(*extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=self.env(fault), start_new_session=True)
+                                env=self.env(fault), start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def records(self) -> dict[str, dict]:
         return {p.parent.name: json.loads(p.read_text()) for p in sorted(self.results.glob("cells/*/record.json"))}
 
-    def wait_for(self, condition: Callable[[], bool], timeout: float = 300) -> None:
+    @staticmethod
+    def workers(runner_pid: int) -> list[int]:
+        """Pids of the live worker processes of a running `segbench run` (processes may end while it looks)."""
+        pids = []
+        try:
+            children = psutil.Process(runner_pid).children(recursive=True)
+        except psutil.Error:
+            return []
+        for child in children:
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE and "segbench.execution.worker" in " ".join(child.cmdline()):
+                    pids.append(child.pid)
+            except psutil.Error:
+                pass
+        return pids
+
+    def wait_for(self, condition: Callable[[], bool], process: subprocess.Popen, timeout: float = 300) -> None:
+        """Wait until `condition` holds while `process` (a started run) is still running."""
         deadline = time.monotonic() + timeout
         while not condition():
+            if process.poll() is not None:
+                raise AssertionError(f"the run ended (exit code {process.returncode}) before the condition held:\n"
+                                     f"{process.communicate()[0]}\nrecords: {self.records()}")
             if time.monotonic() > deadline:
                 raise TimeoutError("condition not reached")
             time.sleep(0.1)

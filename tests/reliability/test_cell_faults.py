@@ -3,10 +3,14 @@ goes on."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from segbench.execution.local import cpu_budget
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +22,9 @@ def test_divergence_is_recorded_with_iteration_and_last_finite_loss(sweep):
     (record,) = s.records().values()
     assert record["status"] == "failed"
     error = record["error"]
-    assert error["kind"] == "diverged" and error["iteration"] == 1
+    # The loss is read every 10 steps and at the end of each epoch (2 steps here): the NaN of iteration 1 is detected
+    # at the check after iteration 1, and recorded with the exact iteration and the loss of iteration 0.
+    assert error["kind"] == "diverged" and error["iteration"] == 1 and error["nonfinite_iteration"] == 1
     assert error["last_finite_loss"] is not None and error["last_finite_loss"] > 0
     # A deterministic failure is kept, not retried, until --retry-failed.
     again = s.run(fault="nan_loss_at=1")
@@ -38,6 +44,28 @@ def test_out_of_memory_is_recorded_and_oom_retry_halves_the_batch(sweep):
     (record,) = s.records().values()
     assert record["status"] == "ok" and record["train_batch_size"] == 2
     assert [attempt["batch_size"] for attempt in record["oom_retries"]] == [4]
+
+
+def test_two_cells_in_flight_split_the_cores_and_out_of_memory_is_still_retried(sweep):
+    if cpu_budget() < 2:
+        pytest.skip("two cells in flight need two CPU cores")
+    s = sweep()
+    process = s.start("--parallel", "2", "--oom-retry", fault="oom_above_batch=2,step_sleep=0.1")
+    most_in_flight = 0
+    while process.poll() is None:
+        most_in_flight = max(most_in_flight, len(s.workers(process.pid)))
+        time.sleep(0.05)
+    output = process.communicate()[0]
+    assert process.returncode == 0, output
+    assert most_in_flight == 2 and "2 at a time" in output
+    assert output.count("out of memory; retrying at batch size 2") == 2, output
+    records = s.records().values()
+    assert len(records) == 2
+    for record in records:
+        assert record["status"] == "ok" and record["train_batch_size"] == 2
+        assert [attempt["batch_size"] for attempt in record["oom_retries"]] == [4]
+        assert record["execution"]["threads"] == cpu_budget() // 2 and record["execution"]["executor"] == "local"
+        assert record["environment"]["device"]["torch_threads"] == cpu_budget() // 2
 
 
 def test_a_model_that_cannot_be_built_fails_fast_and_the_rest_runs(sweep, tmp_path):

@@ -10,10 +10,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-
-def worker_pids(runner_pid: int) -> list[int]:
-    return [child.pid for child in psutil.Process(runner_pid).children(recursive=True)
-            if "segbench.execution.worker" in " ".join(child.cmdline())]
+INTERRUPTED_BY_THE_WORKER = "the run was interrupted; run the grid again to resume"
 
 
 def training_started(sweep) -> bool:
@@ -24,8 +21,8 @@ def training_started(sweep) -> bool:
 def test_kill_9_of_a_worker_is_recorded_and_the_rerun_completes(sweep):
     s = sweep(train={"epochs": 3, "batch_size": 4, "crop": [64, 128]})
     process = s.start(fault="step_sleep=0.3")
-    s.wait_for(lambda: training_started(s))
-    victim = worker_pids(process.pid)[0]
+    s.wait_for(lambda: training_started(s), process)
+    victim = s.workers(process.pid)[0]
     os.kill(victim, signal.SIGKILL)
     output = process.communicate(timeout=600)[0]
     assert process.returncode == 1, output  # a failed cell, the sweep went on
@@ -49,8 +46,8 @@ def test_kill_9_of_a_worker_is_recorded_and_the_rerun_completes(sweep):
 def test_kill_9_of_the_runner_stops_its_worker_and_the_rerun_completes(sweep):
     s = sweep(losses=["ce"])
     process = s.start(fault="step_sleep=0.3")
-    s.wait_for(lambda: bool(worker_pids(process.pid)))
-    worker = worker_pids(process.pid)[0]
+    s.wait_for(lambda: bool(s.workers(process.pid)), process)
+    worker = s.workers(process.pid)[0]
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     psutil.Process(worker).wait(timeout=120)  # the worker must not train on as an orphan
@@ -64,16 +61,31 @@ def test_kill_9_of_the_runner_stops_its_worker_and_the_rerun_completes(sweep):
 def test_ctrl_c_records_interrupted_and_the_next_run_resumes_it(sweep):
     s = sweep(losses=["ce"], train={"epochs": 3, "batch_size": 4, "crop": [64, 128]})
     process = s.start(fault="step_sleep=0.3")
-    s.wait_for(lambda: training_started(s))
+    s.wait_for(lambda: training_started(s), process)
     os.killpg(process.pid, signal.SIGINT)
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 130, output
     (record,) = s.records().values()
     assert record["status"] == "interrupted" and "run the grid again" in record["error"]["message"]
+    assert record["error"]["message"] == INTERRUPTED_BY_THE_WORKER, "the runner wrote it: the worker was cut short"
     again = s.run()
     assert again.returncode == 0, again.stdout + again.stderr
     (record,) = s.records().values()
     assert record["status"] == "ok" and record["timing"]["resumed_from_epoch"] >= 1
+
+
+def test_ctrl_c_with_two_cells_in_flight_records_both_and_the_next_run_resumes_them(sweep):
+    s = sweep(train={"epochs": 3, "batch_size": 4, "crop": [64, 128]})
+    process = s.start("--parallel", "2", fault="step_sleep=0.3")
+    s.wait_for(lambda: len(list(s.results.glob("cells/*/train_state.pt"))) == 2, process)
+    os.killpg(process.pid, signal.SIGINT)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 130, output
+    records = s.records()
+    assert [r["error"]["message"] for r in records.values()] == [INTERRUPTED_BY_THE_WORKER] * 2, output
+    again = s.run("--parallel", "2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert all(r["status"] == "ok" and r["timing"]["resumed_from_epoch"] >= 1 for r in s.records().values())
 
 
 def test_resume_after_a_crash_ends_exactly_like_an_uninterrupted_run(sweep):

@@ -20,7 +20,7 @@ GRID = {
     "datasets": [{"name": "synthetic", "params": {"n_train": 4, "n_val": 2, "height": 64, "width": 64}}],
     "models": ["fpn"], "encoders": ["resnet18"], "losses": ["ce"],
     "train": {"epochs": 1, "batch_size": 2, "crop": [64, 64]},
-    "measure": {"warmup": 1, "iters": 1, "batch_size": 2, "memory": False},
+    "measure": {"budget_s": None, "warmup": 1, "iters": 1, "batch_size": 2, "memory": False},
 }
 
 

@@ -1,0 +1,97 @@
+"""A rough expected time for a run on the CPU, printed before the first cell starts.
+
+On the CPU training dominates a cell, and a training step's time grows with the pixels it pushes through the
+network: iterations x batch x crop height x crop width x a per-model constant. The constants were measured on
+segbench's development machine, a 2-core x86 server CPU, at batch 4 of 64x128 crops (the quickstart's), where the
+per-step cost of the optimizer update still weighs, so larger batches come out a little long. That machine was never
+idle enough to time two threads directly: the constants are the minimum one-thread CPU time per step over repeated
+runs, divided by TWO_THREAD_SPEEDUP. Machines differ by 2-3x for the same grid, so the line says so. On a GPU
+nothing is estimated: speeds there differ by orders of magnitude.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from segbench.grid.cells import Cell
+
+TWO_THREAD_SPEEDUP = 1.7  # oneDNN convolutions of these sizes on two cores against one
+_PIXELS = 4 * 64 * 128  # one measured step: batch 4 of 64x128 crops
+# Seconds per training pixel (step time / (batch x crop H x crop W)) on the 2-core development CPU.
+SECONDS_PER_PIXEL: dict[tuple[str, str], float] = {
+    (model, encoder): one_thread_step_s / TWO_THREAD_SPEEDUP / _PIXELS
+    for (model, encoder), one_thread_step_s in {
+        ("unet", "resnet18"): 0.372,
+        ("fpn", "resnet18"): 0.311,
+        ("unet", "mobilenet_v2"): 0.330,
+        ("fpn", "mobilenet_v2"): 0.195,
+    }.items()
+}
+# Any other model or encoder: the dearest known one, since an estimate that is too low wastes more of a user's time.
+FALLBACK_SECONDS_PER_PIXEL = max(SECONDS_PER_PIXEL.values())
+# Per cell besides training: the worker's start (Python, torch and model imports), the final evaluation, example
+# panels and the MAC count; the latency budget and the memory probe (a fresh process on the CPU) come on top.
+CELL_OVERHEAD_S = 10.0
+MEMORY_PROBE_S = 8.0
+SLOWER_MACHINES = "slower machines up to 2-3x"
+
+
+def seconds_per_pixel(model: str, encoder: str) -> float:
+    return SECONDS_PER_PIXEL.get((model, encoder), FALLBACK_SECONDS_PER_PIXEL)
+
+
+def cell_seconds(cell: Cell, iterations: int) -> float:
+    """Expected wall seconds of one cell on the development CPU, given its number of training iterations."""
+    height, width = cell.train.crop
+    train_s = iterations * cell.train.batch_size * height * width * seconds_per_pixel(cell.model, cell.encoder)
+    measure_s = 0.0
+    if cell.measure.enabled:
+        measure_s = (cell.measure.budget_s or 0.0) + (MEMORY_PROBE_S if cell.measure.memory else 0.0)
+    return CELL_OVERHEAD_S + train_s + measure_s
+
+
+def training_iterations(cell: Cell, cache_dir: Path | None = None) -> int | None:
+    """train.iterations, or epochs x full batches of the training split; None when the split cannot be counted."""
+    if cell.train.iterations is not None:
+        return cell.train.iterations
+    try:
+        from segbench.datasets import build_dataset, parse_dataset_params
+
+        params = parse_dataset_params(cell.dataset.name, cell.dataset.params)
+        images = len(build_dataset(cell.dataset.name, params, "train", None, cache_dir))
+    except Exception:  # an estimate is never worth failing a run for
+        return None
+    if cell.eval.holdout:
+        images -= round(images * cell.eval.holdout)
+    return cell.train.epochs * (images // cell.train.batch_size)
+
+
+def estimate_seconds(cells: Iterable[Cell], cache_dir: Path | None = None) -> float | None:
+    """Expected wall seconds of running `cells` one after another on the development CPU; None if any cell's
+    iteration count is unknown."""
+    total = 0.0
+    for cell in cells:
+        iterations = training_iterations(cell, cache_dir)
+        if iterations is None:
+            return None
+        total += cell_seconds(cell, iterations)
+    return total
+
+
+def expected_time(cells: list[Cell], device: str, cache_dir: Path | None = None) -> str | None:
+    """One line for the start of a run on the CPU, e.g. 'expected time: about 4 min on a 2-core CPU like ours;
+    slower machines up to 2-3x'; None on a GPU, with no cells, or when a cell's length is unknown."""
+    if not cells or not str(device).startswith("cpu"):
+        return None
+    seconds = estimate_seconds(cells, cache_dir)
+    if seconds is None:
+        return None
+    amount = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{max(seconds, 1):.0f} s"
+    return f"expected time: about {amount} on a 2-core CPU like ours; {SLOWER_MACHINES}"
+
+
+def print_expected_time(console, cells: list[Cell], device: str, cache_dir: Path | None = None) -> None:
+    """Print `expected_time`'s line on `console` (a rich Console), when there is one."""
+    if line := expected_time(cells, device, cache_dir):
+        console.print(line, highlight=False)

@@ -1,0 +1,184 @@
+"""The executor of this host: one fresh worker process per cell, up to N in flight, each with a GPU of its own
+(CUDA_VISIBLE_DEVICES) and an even share of the CPU threads. The worker sets exactly these threads and its record
+states them (record["execution"])."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO
+
+from segbench.errors import ConfigError
+from segbench.execution.events import Event, OnEvent, parse_event
+from segbench.execution.executor import CellTask, Placement, TaskHandle, TaskOutcome
+from segbench.records.paths import TASK_FILE, WORKER_LOG_FILE, cell_dir
+from segbench.storage import atomic_write_json
+
+LOCAL = "local"
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, named as CUDA_VISIBLE_DEVICES names them (indices or UUIDs)."""
+    import torch
+
+    count = torch.cuda.device_count()
+    declared = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if declared is None:
+        return [str(index) for index in range(count)]
+    return [name.strip() for name in declared.split(",") if name.strip()][:count]
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its affinity mask (a container's CPU set), else every core of the host."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def cpu_budget() -> int:
+    """CPU threads for all cells in flight together: PyTorch's own default (physical cores, or OMP_NUM_THREADS),
+    capped by the usable cores. One cell alone therefore computes with the threads it always had, and its metrics
+    do not move (float sums depend on the thread count)."""
+    import torch
+
+    return max(1, min(torch.get_num_threads(), usable_cores()))
+
+
+def local_slots(device: str, parallel: int | None) -> list[Placement]:
+    """One placement per cell that may be in flight at once on this host.
+
+    device: 'cpu' or 'cuda' (resolved). parallel: cells in flight; None means one per visible GPU on CUDA and one
+    on the CPU. The CPU threads are split evenly between the cells.
+    """
+    if parallel is not None and parallel < 1:
+        raise ConfigError(f"--parallel must be at least 1, not {parallel}.")
+    host = socket.gethostname()
+    budget = cpu_budget()
+    if device == "cuda":
+        gpus = visible_gpus()
+        cells = parallel or max(len(gpus), 1)
+        if cells > len(gpus):
+            raise ConfigError(f"--parallel {cells} asks for more cells in flight than the {len(gpus)} visible GPUs "
+                              f"(each cell gets a GPU of its own); use --parallel {len(gpus)} or less.")
+        return [Placement(LOCAL, host, max(1, budget // cells), (gpu,)) for gpu in gpus[:cells]]
+    cells = parallel or 1
+    if cells > budget:
+        raise ConfigError(f"--parallel {cells} asks for more cells in flight than the {budget} CPU cores this run "
+                          f"may use; use --parallel {budget} or less.")
+    return [Placement(LOCAL, host, budget // cells) for _ in range(cells)]
+
+
+@dataclass
+class _Worker:
+    process: subprocess.Popen
+    on_event: OnEvent
+    log_path: Path
+    reader: threading.Thread
+
+
+class LocalProcessExecutor:
+    """One fresh Python process per cell (as timm's bulk runner does): a crash or leak cannot reach the sweep.
+
+    device: 'cpu' or 'cuda'; parallel: cells in flight (default: one per visible GPU on CUDA, one on the CPU). Each
+    worker gets its own GPU and an even share of the CPU threads (local_slots).
+    """
+
+    def __init__(self, device: str = "cpu", parallel: int | None = None, interrupt_grace_s: float = 60.0) -> None:
+        self._free = local_slots(device, parallel)
+        self.max_in_flight = len(self._free)
+        self.interrupt_grace_s = interrupt_grace_s
+        self._running: dict[TaskHandle, _Worker] = {}
+        # Reader threads put (handle, event) here, and (handle, None) at the end of a worker's stdout; wait() hands
+        # the events over in the caller's thread, so progress displays need no locks.
+        self._inbox: queue.Queue[tuple[TaskHandle, Event | None]] = queue.Queue()
+
+    def submit(self, task: CellTask, on_event: OnEvent) -> TaskHandle:
+        assert self._free, "submit() called with max_in_flight tasks already running"
+        handle = TaskHandle(replace(task, placement=self._free.pop(0)))
+        placement = handle.task.placement
+        folder = cell_dir(task.results, task.cell.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(folder / TASK_FILE, handle.task.to_json())
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        if placement.gpu_ids is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(placement.gpu_ids)
+        log = open(folder / WORKER_LOG_FILE, "w", encoding="utf-8")  # noqa: SIM115 (the reader thread closes it)
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "segbench.execution.worker", str(folder / TASK_FILE)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True, errors="replace", env=env,
+            )
+        except BaseException:
+            log.close()
+            self._free.insert(0, placement)
+            raise
+        reader = threading.Thread(target=self._read, args=(handle, process.stdout, log), daemon=True)
+        self._running[handle] = _Worker(process, on_event, folder / WORKER_LOG_FILE, reader)
+        reader.start()
+        return handle
+
+    def wait(self, timeout: float) -> list[TaskOutcome]:
+        deadline = time.monotonic() + timeout
+        while self._running:
+            try:
+                handle, event = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if handle not in self._running:
+                continue  # a late line of a worker that interrupt() already settled
+            if event is not None:
+                self._running[handle].on_event(event)
+            else:
+                return [self._finish(handle)]  # any other worker that ended too is returned by the next call
+        return []
+
+    def interrupt(self) -> list[TaskOutcome]:
+        # Ctrl-C in a terminal reaches the workers too (same process group); a signal sent to the runner alone does
+        # not, so pass it on. The worker acts on its first interrupt and ignores the rest (worker.py).
+        for worker in self._running.values():
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + self.interrupt_grace_s
+        for worker in self._running.values():
+            try:
+                worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+        return [self._finish(handle) for handle in list(self._running)]
+
+    def _read(self, handle: TaskHandle, stdout: IO[str], log: IO[str]) -> None:
+        """Reader thread: events go to the inbox, any other stdout line to the worker's log."""
+        try:
+            with log:
+                for line in stdout:
+                    event = parse_event(line)
+                    if event is None:
+                        log.write(line)
+                    else:
+                        self._inbox.put((handle, event))
+        finally:
+            self._inbox.put((handle, None))  # always, or wait() would never see this worker end
+
+    def _finish(self, handle: TaskHandle) -> TaskOutcome:
+        worker = self._running.pop(handle)
+        returncode = worker.process.wait()
+        worker.reader.join(timeout=10)  # at once, unless a grandchild still holds the pipe open
+        self._free.append(handle.task.placement)
+        return TaskOutcome(handle, returncode, _tail(worker.log_path))
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

@@ -1,0 +1,33 @@
+"""`--executor ray` with no other flag starts a local Ray instance (this module's one) and gives records whose
+confusion matrices and metrics are exactly those of the local executor: same machine, seeds, CPU and threads."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_ray_executor_gives_exactly_the_local_executors_results(sweep):
+    pytest.importorskip("ray")
+    local = sweep("local")
+    done = local.run(executor="local")
+    assert done.returncode == 0, done.stdout + done.stderr
+    on_ray = sweep("ray")
+    done = on_ray.run()  # --executor ray, no --address, no --cpus-per-cell: the CLI's defaults
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+    expected, got = local.records(), on_ray.records()
+    assert set(got) == set(expected) and len(got) == 2
+    for cell_id, record in got.items():
+        reference = expected[cell_id]
+        assert record["status"] == reference["status"] == "ok"
+        assert record["confusion_matrix"] == reference["confusion_matrix"]
+        assert record["metrics"] == reference["metrics"]
+        assert [row["train_loss"] for row in record["history"]] == [row["train_loss"] for row in reference["history"]]
+        execution = record["execution"]
+        assert execution["executor"] == "ray" and reference["execution"]["executor"] == "local"
+        assert execution["threads"] == reference["execution"]["threads"]
+        assert execution["host"] == reference["execution"]["host"] and execution["gpu_ids"] is None
+        assert len(execution["node_id"]) == 56 and execution["node_ip"]

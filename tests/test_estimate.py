@@ -1,0 +1,67 @@
+"""The expected-time line printed before a run: iterations x batch x crop pixels x the model's constant, plus the
+per-cell overhead and latency budget; epochs counted from the training split; nothing on a GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from segbench.execution.estimate import (
+    CELL_OVERHEAD_S,
+    FALLBACK_SECONDS_PER_PIXEL,
+    MEMORY_PROBE_S,
+    SECONDS_PER_PIXEL,
+    cell_seconds,
+    estimate_seconds,
+    expected_time,
+    training_iterations,
+)
+from segbench.grid.cells import Cell
+from segbench.grid.schema import DatasetSpec, EvalConfig, LossSpec, MeasureConfig, TrainConfig
+
+
+def cell(model: str = "unet", encoder: str = "resnet18", measure: MeasureConfig | None = None, n_train: int = 20,
+         **train) -> Cell:
+    train = {"iterations": 100, "batch_size": 8, "crop": (64, 128)} | train
+    dataset = DatasetSpec(name="synthetic", params={"n_train": n_train, "n_val": 2, "height": 32, "width": 64})
+    return Cell(dataset=dataset, model=model, encoder=encoder, loss=LossSpec(name="ce"), seed=0,
+                train=TrainConfig(**train), eval=EvalConfig(),
+                measure=measure or MeasureConfig(budget_s=3.0, memory=False))
+
+
+def test_training_time_is_iterations_times_batch_pixels_times_the_model_constant():
+    seconds = cell_seconds(cell(), 100)
+    train_s = 100 * 8 * 64 * 128 * SECONDS_PER_PIXEL[("unet", "resnet18")]
+    assert seconds == pytest.approx(CELL_OVERHEAD_S + train_s + 3.0)
+    # Half the crop pixels, half the training time; an unknown model gets the dearest known constant.
+    assert cell_seconds(cell(crop=(32, 128)), 100) == pytest.approx(CELL_OVERHEAD_S + train_s / 2 + 3.0)
+    unknown = cell_seconds(cell(model="pspnet"), 100)
+    assert unknown == pytest.approx(CELL_OVERHEAD_S + 100 * 8 * 64 * 128 * FALLBACK_SECONDS_PER_PIXEL + 3.0)
+    probed = cell_seconds(cell(measure=MeasureConfig(budget_s=None)), 100)
+    assert probed == pytest.approx(CELL_OVERHEAD_S + train_s + MEMORY_PROBE_S)
+    assert cell_seconds(cell(measure=MeasureConfig(enabled=False)), 100) == pytest.approx(CELL_OVERHEAD_S + train_s)
+
+
+def test_epochs_are_counted_in_full_batches_of_the_training_split(tmp_path: Path):
+    from segbench.datasets import parse_dataset_params, prepare_dataset
+
+    by_epochs = cell(iterations=None, epochs=3, batch_size=8, n_train=20)
+    prepare_dataset("synthetic", parse_dataset_params("synthetic", by_epochs.dataset.params), tmp_path)
+    assert training_iterations(by_epochs, tmp_path) == 3 * (20 // 8)
+    assert training_iterations(cell(iterations=7), tmp_path) == 7
+    # A dataset folder that is not there: the estimate gives up (the run itself reports the folder).
+    missing = cell(iterations=None, epochs=3).model_copy(
+        update={"dataset": DatasetSpec(name="cityscapes", params={"root": str(tmp_path / "missing")})})
+    assert training_iterations(missing, tmp_path) is None
+    assert estimate_seconds([cell(), missing], tmp_path) is None
+
+
+def test_expected_time_line_on_the_cpu_only():
+    cells = [cell(iterations=300), cell(model="fpn", iterations=300)]
+    line = expected_time(cells, "cpu")
+    minutes = round(estimate_seconds(cells) / 60)
+    assert line == f"expected time: about {minutes} min on a 2-core CPU like ours; slower machines up to 2-3x"
+    short = expected_time([cell(iterations=1)], "cpu")
+    assert short is not None and short.startswith("expected time: about ") and " s on a 2-core CPU" in short
+    assert expected_time(cells, "cuda") is None and expected_time([], "cpu") is None

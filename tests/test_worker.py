@@ -1,0 +1,53 @@
+"""The worker's interrupt handling: the first SIGINT or SIGTERM stops the cell, every later one is ignored, so a
+second Ctrl-C (the terminal's and the runner's copy) cannot cut the "interrupted" record short."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+import os, signal, time
+from segbench.execution.worker import _interrupt_once
+
+signal.signal(signal.SIGINT, _interrupt_once)
+signal.signal(signal.SIGTERM, _interrupt_once)
+try:
+    os.kill(os.getpid(), signal.{first})
+    time.sleep(5)
+    print("not interrupted")
+except KeyboardInterrupt:
+    # The copies that arrive while the first interrupt is being handled, before any line of this block has run.
+    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+    print("record written")
+"""
+
+
+@pytest.mark.parametrize("first", ["SIGINT", "SIGTERM"])
+def test_a_second_interrupt_cannot_stop_the_writing_of_the_record(first: str):
+    result = subprocess.run([sys.executable, "-c", SCRIPT.format(first=first)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "record written"
+
+
+@pytest.mark.parametrize(("ignored", "expected"), [(False, "_interrupt_once"), (True, "SIG_IGN")])
+def test_the_worker_takes_ctrl_c_unless_it_was_started_to_ignore_it(ignored: bool, expected: str):
+    code = ("import signal\n"
+            f"if {ignored}: signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under `nohup ... &`\n"
+            "from segbench.execution.worker import main\n"
+            "main([])\n"
+            "name = lambda handler: getattr(handler, '__name__', None) or handler.name\n"
+            "print(name(signal.getsignal(signal.SIGINT)), name(signal.getsignal(signal.SIGTERM)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == [expected, "_interrupt_once"], result.stderr
+
+
+def test_a_bad_command_line_is_a_usage_error():
+    result = subprocess.run([sys.executable, "-m", "segbench.execution.worker"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "usage:" in result.stderr
