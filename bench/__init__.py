@@ -4,4 +4,4 @@ __version__ = "0.1.0"
 
 # Bumped whenever a change alters what a recorded number means (metric rules, measurement protocol, training
 # semantics). It is part of every cell's hash, so records from different semantics are never compared.
-BENCH_SEMANTICS_VERSION = 1
+BENCH_SEMANTICS_VERSION = 2  # 2: the final model is reported by default (eval.select: last)

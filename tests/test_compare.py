@@ -192,3 +192,56 @@ def test_cli_compare_shows_not_comparable_and_missing(tmp_path: Path):
     assert gate.exit_code == 1, gate.output
     assert "NOT COMPARABLE 1 baseline cell has no comparable counterpart (other config hashes)" in gate.output
     assert "REGRESSION" not in gate.output
+
+
+def seeds(mious: list[float], config: str = "unet__resnet18__ce__synthetic") -> list[dict]:
+    """One record per seed of one configuration, seed i with mIoU mious[i]."""
+    return [record(slug=f"{config}__s{seed}", miou=miou) for seed, miou in enumerate(mious)]
+
+
+def test_a_drop_beyond_the_threshold_inside_the_seed_spread_passes():
+    base = summarize(seeds([0.50, 0.56, 0.44]))  # sd 0.06: one more seed may land anywhere in about 0.50 +- 0.30
+    current = summarize(seeds([0.47, 0.53, 0.41]))  # mean -0.03: beyond miou:-0.02, but well inside that spread
+    outcome = compare_summaries(base, current, [parse_check("miou:-0.02")])
+    assert outcome.exit_code == 0 and not outcome.failures
+    assert outcome.seed_gated == ["unet__resnet18__ce__synthetic"]
+    mean_row = next(row for row in outcome.rows if row["cell"] == "unet__resnet18__ce__synthetic (mean of 3 seeds)")
+    assert mean_row["verdict"] == "noise" and mean_row["base"] == pytest.approx(0.50)
+    assert mean_row["current"] == pytest.approx(0.47)
+    assert {row["verdict"] for row in outcome.rows if row["cell"].endswith("__s0") and row["field"] == "miou"} == {
+        "seeds"}  # each seed alone (-0.03) would have failed the old gate
+
+
+def test_a_drop_beyond_the_threshold_outside_the_seed_spread_fails():
+    base = summarize(seeds([0.50, 0.505, 0.495]))  # sd 0.005: prediction interval about [0.475, 0.525]
+    current = summarize(seeds([0.45, 0.455, 0.445]))
+    outcome = compare_summaries(base, current, [parse_check("miou:-0.02")])
+    assert outcome.exit_code == 1 and len(outcome.failures) == 1
+    message = outcome.failures[0].message
+    assert message.startswith("unet__resnet18__ce__synthetic (mean of 3 seeds): miou went from 0.5000 to 0.4500")
+    assert "beyond the threshold miou:-0.02 and outside the baseline's seed spread [0.47" in message
+    # outside the spread (no spread at all) but within the threshold: no regression
+    identical = summarize(seeds([0.50, 0.50, 0.50]))
+    small = compare_summaries(identical, summarize(seeds([0.49, 0.49, 0.49])), [parse_check("miou:-0.02")])
+    assert small.exit_code == 0 and small.rows[-1]["verdict"] == "ok"
+    assert small.rows[-1]["cell"] == "unet__resnet18__ce__synthetic (mean of 3 seeds)"
+
+
+def test_single_seed_configurations_are_gated_cell_by_cell_as_before():
+    other = "fpn__resnet18__ce__synthetic"
+    base = summarize([*seeds([0.50, 0.56, 0.44]), record(slug=f"{other}__s0", miou=0.50)])
+    current = summarize([*seeds([0.47, 0.53, 0.41]), record(slug=f"{other}__s0", miou=0.47)])
+    outcome = compare_summaries(base, current, [parse_check("miou:-0.02")])
+    assert [failure.cell for failure in outcome.failures] == [f"{other}__s0"]
+    assert outcome.failures[0].message == (f"{other}__s0: miou went from 0.5000 to 0.4700 (-0.03, -6.0%), beyond the "
+                                           "threshold miou:-0.02")
+    assert outcome.seed_gated == ["unet__resnet18__ce__synthetic"]
+
+
+def test_cli_compare_names_the_seed_spread(tmp_path: Path):
+    base_dir = _results(tmp_path / "base", seeds([0.50, 0.505, 0.495]))
+    current_dir = _results(tmp_path / "current", seeds([0.45, 0.455, 0.445]))
+    result = CliRunner().invoke(app, ["compare", str(base_dir), str(current_dir), "--fail-on", "miou:-0.02"])
+    assert result.exit_code == 1
+    assert "REGRESSION unet__resnet18__ce__synthetic (mean of 3 seeds): miou went from" in result.output
+    assert "gated on their seed means" in result.output

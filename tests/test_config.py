@@ -145,3 +145,26 @@ def test_every_shipped_grid_is_valid():
     for path in grids:
         grid = load_grid(path)
         assert expand(grid).cells, f"{path} expands to no cell"
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "expected"),
+    [
+        ({"select": "best"}, "needs one selection split that is not the reported split"),
+        ({"select": "best", "select_split": "test", "holdout": 0.1}, "not both"),
+        ({"select": "best", "select_split": "val"}, "is the reported split"),
+        ({"holdout": 0.1}, "only apply with eval.select: best"),
+        ({"select": "best", "holdout": 1.5}, "eval.holdout"),
+    ],
+)
+def test_best_checkpoint_selection_needs_a_split_other_than_the_reported_one(evaluation, expected):
+    with pytest.raises(ConfigError, match=expected) as error:
+        parse_grid({**BASE, "eval": evaluation})
+    assert "\n" not in str(error.value)
+
+
+def test_selection_defaults_to_the_final_model_and_best_is_part_of_the_hash():
+    last = expand(parse_grid(BASE)).cells[0]
+    assert last.eval.select == "last"
+    best = expand(parse_grid({**BASE, "eval": {"select": "best", "holdout": 0.1}})).cells[0]
+    assert best.slug == last.slug and best.config_hash != last.config_hash

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from segbench.analysis.leaderboard import print_leaderboard
-from segbench.analysis.tables import LEADERBOARD, leaderboard_frame, markdown_table
+from segbench.analysis.tables import LEADERBOARD, LEADERBOARD_CSV, leaderboard_frame, leaderboard_shown, markdown_table
 
 
 def record(model: str, miou: float | None, seed: int = 0, dataset: str = "synthetic", params: int = 2_000_000,
@@ -53,11 +53,20 @@ def test_dataset_and_seed_are_shown_only_when_they_vary():
 
 def test_report_leaderboard_is_ranked_with_raw_numbers_and_marks_the_best():
     frame = leaderboard_frame(RECORDS)
-    assert list(frame.columns) == list(LEADERBOARD)
+    assert list(frame.columns) == list(LEADERBOARD_CSV)
     assert list(frame["cell"]) == ["fpn/resnet18/ce/s0", "linknet/resnet18/ce/s0", "unet/resnet18/ce/s0",
                                    "pspnet/resnet18/ce/s0"]
     assert frame["miou"].iloc[0] == 0.52 and frame["params"].iloc[0] == 1_000_000  # raw units
-    table = markdown_table(frame, LEADERBOARD).splitlines()
-    assert table[0].startswith("| cell | mIoU % | pixel acc % |")
+    assert frame["miou_ci_low"].isna().all()  # these records predate intervals
+    table = markdown_table(leaderboard_shown(frame), LEADERBOARD).splitlines()
+    assert table[0].startswith("| cell | mIoU % | mIoU 95 % CI (val images) | pixel acc % |")
     fpn = table[2].split(" | ")
-    assert fpn[1] == "**52.00**" and fpn[5] == "**1.00**"  # highest mIoU, fewest parameters
+    assert fpn[1] == "**52.00**" and fpn[2] == "-" and fpn[6] == "**1.00**"  # highest mIoU, fewest parameters
+
+
+def test_the_markdown_leaderboard_joins_the_miou_interval():
+    with_interval = record("fpn", 0.52)
+    with_interval["intervals"] = {"miou": {"low": 0.5012, "high": 0.5399}}
+    frame = leaderboard_frame([with_interval])
+    assert (frame["miou_ci_low"].iloc[0], frame["miou_ci_high"].iloc[0]) == (0.5012, 0.5399)
+    assert leaderboard_shown(frame)["miou_ci"].iloc[0] == "[50.12, 53.99]"

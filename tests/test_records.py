@@ -12,7 +12,14 @@ import pytest
 from segbench import BENCH_SEMANTICS_VERSION
 from segbench.errors import SegbenchError
 from segbench.records.paths import RECORD_FILE, cell_dir, cells_dir
-from segbench.records.rows import ROW_COLUMNS, group_key, record_row, rows_frame
+from segbench.records.rows import (
+    ROW_COLUMNS,
+    configuration_slug,
+    group_key,
+    record_row,
+    rows_frame,
+    time_to_accuracy,
+)
 from segbench.records.store import (
     RECORD_SCHEMA_VERSION,
     STATUS_FAILED,
@@ -145,3 +152,34 @@ def test_rows_frame_ranks_by_miou_with_unmeasured_cells_last():
     ranked = rows_frame(records, ranked=True)
     assert list(ranked["model"]) == ["c", "a", "b"] and list(ranked.columns) == list(ROW_COLUMNS)
     assert list(rows_frame([]).columns) == list(ROW_COLUMNS)
+
+
+def test_time_to_accuracy_is_the_first_evaluation_at_90_percent_of_the_final_one():
+    history = [{"epoch": 1, "iterations": 10, "epoch_time_s": 2.0, "val_miou": 0.30},
+               {"epoch": 2, "iterations": 20, "epoch_time_s": 3.0},  # not evaluated: its time still counts
+               {"epoch": 3, "iterations": 30, "epoch_time_s": 4.0, "val_miou": 0.62},  # best, not last
+               {"epoch": 4, "iterations": 40, "epoch_time_s": 5.0, "val_miou": 0.55},
+               {"epoch": 5, "iterations": 50, "epoch_time_s": 6.0, "val_miou": 0.60}]
+    assert time_to_accuracy(history) == (9.0, 30)  # 0.62 >= 0.9 x 0.60 at epoch 3: 2 + 3 + 4 s of training
+    assert time_to_accuracy(history, fraction=0.5) == (2.0, 10)
+    assert time_to_accuracy([{"epoch": 1, "iterations": 10, "epoch_time_s": 2.0}]) == (None, None)
+    row = record_row(ok_record(history=history))
+    assert (row["time_to_90pct_s"], row["iterations_to_90pct"]) == (9.0, 30)
+    assert record_row(ok_record())["time_to_90pct_s"] is None
+
+
+def test_rows_carry_the_miou_interval_where_the_record_has_one():
+    interval = {"miou": {"low": 0.47, "high": 0.53, "confidence": 0.95, "resamples": 1000, "seed": 0}}
+    row = record_row(ok_record(intervals=interval))
+    assert (row["miou_ci_low"], row["miou_ci_high"]) == (0.47, 0.53)
+    assert record_row(ok_record())["miou_ci_low"] is None  # records written before intervals existed
+
+
+def test_the_loss_is_named_as_in_the_slug():
+    record = ok_record()
+    record["slug"] = "unet__resnet18__focal-g1__synthetic__s0"
+    record["config"] = {**record["config"], "loss": {"name": "focal", "gamma": 1.0, "id": None}}
+    row = record_row(record)
+    assert row["loss"] == "focal-g1" and row["label"] == "unet/resnet18/focal-g1/s0"
+    assert configuration_slug(record["slug"]) == "unet__resnet18__focal-g1__synthetic"
+    assert record_row(ok_record())["loss"] == "ce"

@@ -25,7 +25,7 @@ TINY = {
     "seeds": [0, 1],
     "train": {"epochs": 2, "batch_size": 4, "crop": [64, 128], "lr": 0.002},
     "eval": {"batch_size": 4},
-    "measure": {"warmup": 1, "iters": 3, "batch_size": 2, "memory": False},
+    "measure": {"budget_s": None, "warmup": 1, "iters": 3, "batch_size": 2, "memory": False},
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -68,8 +68,8 @@ def test_report_has_every_section(report: Path):
     text = report.read_text()
     for heading in ("# segbench report", "## Dataset: synthetic", "### Leaderboard", "### Accuracy vs cost",
                     "### Micro vs macro scores", "### Per-class IoU", "### Best cell", "### Training curves",
-                    "### Cost in detail", "## Seeds", "## Failed cells", "## Not comparable", "## Environment",
-                    "## Metric definitions"):
+                    "### Cost in detail", "## Seeds", "## Comparisons", "## Failed cells", "## Not comparable",
+                    "## Environment", "## Metric definitions"):
         assert heading in text, heading
     assert "pixel accuracy" in text and "docs/metrics.md" in text
     assert "**" in text  # the best value of a column is marked
@@ -80,7 +80,7 @@ def test_figures_exist_and_are_pngs(report: Path):
     figures = sorted((report.parent / "figures").glob("*.png"))
     names = {path.name for path in figures}
     assert names == {f"synthetic-{kind}.png" for kind in ("pareto", "per-class-iou", "iou-vs-share", "confusion",
-                                                           "examples", "training")}
+                                                           "examples", "training", "seeds")}
     for path in figures:
         data = path.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5_000, path.name
@@ -101,16 +101,23 @@ def test_csv_tables_parse_and_hold_raw_numbers(report: Path, results: Path):
         assert not pd.read_csv(report.parent / name).empty, name
 
 
-def test_seeds_are_grouped_with_mean_and_std(report: Path, results: Path):
-    groups = pd.read_csv(report.parent / "seed-groups.csv")
+def test_seeds_are_grouped_with_mean_and_sd(report: Path, results: Path):
+    groups = pd.read_csv(report.parent / "seed-statistics.csv")
     assert len(groups) == 1
     group = groups.iloc[0]
-    values = [r["metrics"]["miou"] for r in load_records(results).records
+    values = [r["metrics"]["miou"] for r in sorted(load_records(results).records, key=lambda r: r["slug"])
               if r["status"] == "ok" and r["config_hash"] != "01de000000"]
-    assert group["configuration"] == "unet__resnet18__ce__synthetic" and group["n"] == 2 and group["seeds"] == "0,1"
+    assert group["configuration"] == "unet/resnet18/ce" and group["n"] == 2 and group["seeds"] == "0,1"
     assert group["miou_mean"] == pytest.approx(statistics.mean(values))
-    assert group["miou_std"] == pytest.approx(statistics.stdev(values))
-    assert f"{statistics.mean(values) * 100:.2f} +- {statistics.stdev(values) * 100:.2f}" in report.read_text()
+    assert group["miou_sd"] == pytest.approx(statistics.stdev(values))
+    assert [float(v) for v in group["miou_values"].split(";")] == pytest.approx(values, abs=1e-6)
+    assert f"{statistics.mean(values) * 100:.2f} +- {statistics.stdev(values) * 100:.2f} [" in report.read_text()
+
+
+def test_one_configuration_has_nothing_to_compare(report: Path):
+    comparisons = pd.read_csv(report.parent / "comparisons.csv")
+    assert comparisons.empty and "dataset" in comparisons.columns  # the header alone
+    assert "_(no axis has two values" in report.read_text().split("\n## Comparisons")[1]
 
 
 def test_failed_and_superseded_cells_are_listed(report: Path):

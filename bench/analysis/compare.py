@@ -6,6 +6,12 @@ increase of GMACs; `latency_ratio:+25%` fails when the latency ratio grows by mo
 config hashes differ were measured under different settings: they are "not comparable", never regressions, but a
 gate that could not compare a baseline cell fails unless that is allowed (otherwise any change of hash would leave
 the gate checking nothing).
+
+Seeds: where a configuration (slugs that differ only by `__s<seed>`) has two or more comparable seeds, each checked
+field is gated once on its mean over those seeds: it fails only when the mean's change passes the threshold AND the
+current mean lies outside the baseline's seed spread, the 95 % prediction interval for one more baseline seed
+(mean +- t(0.975, n-1) x sd x sqrt(1 + 1/n); docs/report.md says why). Single-seed configurations are gated cell by
+cell, as before.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from segbench.analysis.statistics import prediction_interval
 from segbench.errors import ConfigError
 from segbench.metrics.catalogue import SUMMARY_FIELDS
+from segbench.records.rows import configuration_slug
 from segbench.registry import did_you_mean
 
 SPEC = re.compile(r"^(?P<field>[a-z0-9_]+):(?P<sign>[+-])(?P<amount>\d+(?:\.\d*)?|\.\d+)(?P<percent>%?)$")
@@ -65,18 +73,26 @@ def parse_check(text: str) -> Check:
 
 @dataclass(frozen=True)
 class Failure:
+    """One failed check. cell: a slug, or "<configuration> (mean of n seeds)" for a check on seed means, which
+    also carries the baseline's seed spread (low, high)."""
+
     cell: str
     field: str
     base: Any
     current: Any
     threshold: str
+    spread: tuple[float, float] | None = None
 
     @property
     def message(self) -> str:
         if self.field == "status":
             return f"{self.cell}: status went from {self.base} to {self.current} ({self.threshold})"
-        return (f"{self.cell}: {self.field} went from {format_value(self.base)} to {format_value(self.current)} "
+        text = (f"{self.cell}: {self.field} went from {format_value(self.base)} to {format_value(self.current)} "
                 f"({describe_change(self.base, self.current)}), beyond the threshold {self.threshold}")
+        if self.spread is not None:
+            text += (f" and outside the baseline's seed spread [{format_value(self.spread[0])}, "
+                     f"{format_value(self.spread[1])}]")
+        return text
 
 
 @dataclass
@@ -89,6 +105,7 @@ class Comparison:
     missing_in_base: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     compared: int = 0
+    seed_gated: list[str] = field(default_factory=list)  # configurations whose checks ran on seed means
     allow_not_comparable: bool = False
 
     @property
@@ -130,11 +147,44 @@ def describe_change(base: Any, current: Any) -> str:
     return text
 
 
+def _seed_groups(base_cells: dict[str, Any], current_cells: dict[str, Any], slugs: list[str]) -> dict[str, list[str]]:
+    """Configurations with two or more comparable seeds, ok on both sides: {configuration slug: [cell slugs]}."""
+    groups: dict[str, list[str]] = {}
+    for slug in slugs:
+        if base_cells[slug]["status"] == "ok" and current_cells[slug]["status"] == "ok":
+            groups.setdefault(configuration_slug(slug), []).append(slug)
+    return {configuration: members for configuration, members in groups.items() if len(members) >= 2}
+
+
+def _gate_seed_means(outcome: Comparison, configuration: str, before: list[dict[str, Any]],
+                     after: list[dict[str, Any]], check: Check) -> dict[str, Any] | None:
+    """Gate one field on its mean over the seeds of one configuration (a failure goes into `outcome`); returns the
+    row to show, or None when fewer than two seeds have the field on both sides."""
+    pairs = [(b.get(check.field), a.get(check.field)) for b, a in zip(before, after, strict=True)]
+    pairs = [(old, new) for old, new in pairs if _defined(old) and _defined(new)]
+    if len(pairs) < 2:
+        return None
+    old_mean = sum(old for old, _ in pairs) / len(pairs)
+    new_mean = sum(new for _, new in pairs) / len(pairs)
+    low, high = prediction_interval([old for old, _ in pairs])
+    outside = not low - 1e-12 <= new_mean <= high + 1e-12
+    passed_threshold = check.regressed(old_mean, new_mean)
+    verdict = "FAIL" if passed_threshold and outside else "noise" if passed_threshold else "ok"
+    label = f"{configuration} (mean of {len(pairs)} seeds)"
+    if verdict == "FAIL":
+        outcome.failures.append(Failure(label, check.field, old_mean, new_mean, check.spec, (low, high)))
+    return {"cell": label, "field": check.field, "base": old_mean, "current": new_mean,
+            "change": describe_change(old_mean, new_mean),
+            "check": f"{check.spec}, spread [{format_value(low)}, {format_value(high)}]", "verdict": verdict}
+
+
 def compare_summaries(base: dict[str, Any], current: dict[str, Any], checks: list[Check],
                       fail_on_missing: bool = False, allow_not_comparable: bool = False) -> Comparison:
     """Compare every cell present in both summaries; run `checks` on cells with the same config hash.
 
     Cells present on both sides with different config hashes fail the comparison unless `allow_not_comparable`.
+    Checks on configurations with two or more comparable seeds run on the seed means (see the module docstring);
+    their cells' rows show the values with the verdict "seeds".
     """
     outcome = Comparison(allow_not_comparable=allow_not_comparable)
     base_cells, current_cells = base["cells"], current["cells"]
@@ -145,12 +195,24 @@ def compare_summaries(base: dict[str, Any], current: dict[str, Any], checks: lis
                              for slug in outcome.missing_in_current]
     by_field = {check.field: check for check in checks}
     fields = list(SHOWN_FIELDS) + [name for name in by_field if name not in SHOWN_FIELDS]
+    comparable = []
     for slug in sorted(set(base_cells) & set(current_cells)):
+        if base_cells[slug]["config_hash"] != current_cells[slug]["config_hash"]:
+            outcome.not_comparable.append({"cell": slug, "base_hash": base_cells[slug]["config_hash"],
+                                           "current_hash": current_cells[slug]["config_hash"]})
+        else:
+            comparable.append(slug)
+    seed_gated: set[tuple[str, str]] = set()  # (slug, field) checked on its configuration's seed mean
+    mean_rows: list[dict[str, Any]] = []
+    for configuration, members in _seed_groups(base_cells, current_cells, comparable).items():
+        before, after = [base_cells[s] for s in members], [current_cells[s] for s in members]
+        rows = [row for check in checks if (row := _gate_seed_means(outcome, configuration, before, after, check))]
+        seed_gated |= {(slug, row["field"]) for slug in members for row in rows}
+        mean_rows += rows
+        if rows:
+            outcome.seed_gated.append(configuration)
+    for slug in comparable:
         before, after = base_cells[slug], current_cells[slug]
-        if before["config_hash"] != after["config_hash"]:
-            outcome.not_comparable.append({"cell": slug, "base_hash": before["config_hash"],
-                                           "current_hash": after["config_hash"]})
-            continue
         outcome.compared += 1
         if before["status"] == "ok" and after["status"] != "ok":
             outcome.failures.append(Failure(slug, "status", before["status"], after["status"],
@@ -159,11 +221,14 @@ def compare_summaries(base: dict[str, Any], current: dict[str, Any], checks: lis
             check = by_field.get(name)
             old, new = before.get(name), after.get(name)
             verdict = ""
-            if check is not None and _defined(old) and _defined(new):
+            if (slug, name) in seed_gated:
+                verdict = "seeds"  # decided on the configuration's mean, in its own row
+            elif check is not None and _defined(old) and _defined(new):
                 verdict = "FAIL" if check.regressed(old, new) else "ok"
                 if verdict == "FAIL":
                     outcome.failures.append(Failure(slug, name, old, new, check.spec))
             outcome.rows.append({"cell": slug, "field": name, "base": old, "current": new,
                                  "change": describe_change(old, new), "check": check.spec if check else "",
                                  "verdict": verdict})
+    outcome.rows += mean_rows
     return outcome

@@ -1,14 +1,15 @@
 """`segbench report`: a self-contained Markdown report (report.md, figures/, CSV tables) regenerated from records.
 
 Nothing is trained or measured here: every number comes from the records under RESULTS/cells, every picture from
-them and from the example PNGs the records point to. Per dataset: leaderboard, accuracy-cost Pareto plots, micro vs
-macro scores, per-class IoU, the best cell's confusion matrix and example predictions, training curves and cost.
+them and from the example PNGs the records point to. Per dataset: leaderboard (mIoU with its bootstrap interval over
+val images), accuracy-cost Pareto plots, micro vs macro scores, per-class IoU, the best cell's confusion matrix and
+example predictions, training curves and cost (with time to accuracy). Then seed statistics with their figure, and
+comparisons with verdicts (main effects of each axis, pairs of the top configurations; comparisons.csv).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ import pandas as pd
 
 import segbench
 from segbench.analysis import figures, tables
+from segbench.analysis.comparison_section import ComparisonOptions, compute_comparisons, write_comparison_section
+from segbench.analysis.seeds import seed_statistics_frame, write_seed_section
 from segbench.analysis.summary import select_latest
 from segbench.errors import ConfigError
-from segbench.metrics.catalogue import METRICS, fixed
+from segbench.metrics.catalogue import fixed
 from segbench.records.paths import cell_dir, cells_dir
 from segbench.records.rows import record_row
 from segbench.records.store import STATUS_OK, load_records, now_iso
@@ -38,9 +41,11 @@ METRIC_NOTE = (
     "Peak memory: CUDA allocator peak per phase, or on the CPU the resident-set increase of a fresh process."
 )
 
-
-def _slugify(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "dataset"
+INTERVAL_NOTE = (
+    "mIoU 95 % CI: evaluation noise of one trained model, a percentile bootstrap over val images (images resampled "
+    "with replacement, mIoU recomputed from their pooled per-class counts, 1000 seeded resamples); it says nothing "
+    "about seed-to-seed variation (see Seeds). `-`: the record predates intervals."
+)
 
 
 class ReportWriter:
@@ -68,30 +73,38 @@ class ReportWriter:
         self.written.append(path)
         self.add(f"![{caption}]({path.relative_to(self.out).as_posix()})")
 
-    def table(self, frame: pd.DataFrame, columns: dict[str, tables.Column] | None, csv_name: str | None) -> None:
+    def table(self, frame: pd.DataFrame, columns: dict[str, tables.Column] | None, csv_name: str | None,
+              shown: pd.DataFrame | None = None) -> None:
+        """`frame` as CSV (raw units) and, or `shown` where given, as a Markdown table."""
         if frame.empty:
             self.add("_(none)_")
             return
-        self.add(tables.markdown_table(frame, columns))
+        self.add(tables.markdown_table(frame if shown is None else shown, columns))
         if csv_name:
             self.add(f"CSV (raw units): {self.csv(frame, csv_name)}")
 
 
-def write_report(results: Path, out: Path | None = None) -> Path:
-    """Write `report.md`, `figures/` and CSV tables for a results folder; returns the path of report.md."""
-    results = Path(results)
+def write_report(results: Path, out: Path | None = None, options: ComparisonOptions | None = None) -> Path:
+    """Write `report.md`, `figures/` and CSV tables for a results folder; returns the path of report.md.
+
+    `options`: baselines, margin and number of top configurations of the comparisons (defaults otherwise). A bad
+    option raises ConfigError before anything is written.
+    """
+    results, options = Path(results), options or ComparisonOptions()
     if not cells_dir(results).is_dir():
         raise ConfigError(f"{results} is not a results folder (no cells/ inside); pass the --results folder of a run.")
     loaded = load_records(results)
     if not loaded.records:
         raise ConfigError(f"{results} holds no readable record; run a grid into it first.")
+    selection = select_latest(loaded.records)
+    ok = [r for r in selection.records if r["status"] == STATUS_OK]
+    failed = [r for r in selection.records if r["status"] != STATUS_OK]
+    seeds = seed_statistics_frame(ok)
+    comparisons = compute_comparisons(results, ok, seeds, options)
     out = Path(out) if out else results / "report"
     out.mkdir(parents=True, exist_ok=True)
     for stale in (out / "figures").glob("*.png"):  # figures of an earlier report that this one may not redraw
         stale.unlink()
-    selection = select_latest(loaded.records)
-    ok = [r for r in selection.records if r["status"] == STATUS_OK]
-    failed = [r for r in selection.records if r["status"] != STATUS_OK]
     writer = ReportWriter(results, out)
     writer.add(f"# segbench report: {results.name}", "",
                f"Generated {now_iso()} from the records in `{results}` alone: {len(selection.records)} cells "
@@ -100,12 +113,14 @@ def write_report(results: Path, out: Path | None = None) -> Path:
     datasets: dict[str, list[dict[str, Any]]] = {}
     for record in ok:
         datasets.setdefault(record_row(record)["dataset"] or "unknown", []).append(record)
-    writer.add("## Contents", *[f"- [{name}](#dataset-{_slugify(name).lower()})" for name in datasets],
-               "- [Seeds](#seeds)", "- [Failed cells](#failed-cells)", "- [Not comparable](#not-comparable)",
-               "- [Environment](#environment)", "- [Metric definitions](#metric-definitions)")
+    writer.add("## Contents", *[f"- [{name}](#dataset-{tables.file_slug(name).lower()})" for name in datasets],
+               "- [Seeds](#seeds)", "- [Comparisons](#comparisons)", "- [Failed cells](#failed-cells)",
+               "- [Not comparable](#not-comparable)", "- [Environment](#environment)",
+               "- [Metric definitions](#metric-definitions)")
     for name, records in datasets.items():
         _dataset_sections(writer, name, records)
-    _seed_section(writer, ok)
+    write_seed_section(writer, seeds)
+    write_comparison_section(writer, comparisons, options)
     _failed_section(writer, failed, loaded.unreadable)
     _superseded_section(writer, selection)
     writer.add("## Environment")
@@ -117,22 +132,24 @@ def write_report(results: Path, out: Path | None = None) -> Path:
 
 
 def _dataset_sections(writer: ReportWriter, name: str, records: list[dict[str, Any]]) -> None:
-    slug = _slugify(name)
+    slug = tables.file_slug(name)
     rows = [record_row(record) for record in records]
     best_index = max(range(len(records)), key=lambda i: rows[i]["miou"] if rows[i]["miou"] is not None else -1)
     best, best_row = records[best_index], rows[best_index]
     classes = (best.get("dataset") or {}).get("classes") or [str(i) for i in range(len(best["confusion_matrix"]))]
     conditions = ((best.get("cost") or {}).get("latency") or {}).get("conditions") or {}
     writer.add(f"## Dataset: {name}", f"{len(records)} cells; best by val mIoU: `{best['slug']}`.")
-    writer.add("### Leaderboard",
-               "Best value of each column in bold. Latency: median at batch 1; throughput at batch "
-               f"{best_row['batch_n']}; "
-               f"measured on {conditions.get('device', '?')} ({conditions.get('device_type', '?')}, threads: "
-               f"{conditions.get('threads', '?')}, autocast: {conditions.get('autocast') or 'off'}); absolute times "
-               "on a shared machine swing with its load, the latency ratio in the cost table below does not. "
-               "Peak memory: one training step / one inference batch (CPU: resident-set increase of a fresh process; "
-               "CUDA: peak allocated).")
-    writer.table(tables.leaderboard_frame(records), tables.LEADERBOARD, f"leaderboard-{slug}.csv")
+    timing = ("Latency: median at batch 1; throughput at batch "
+              f"{best_row['batch_n']}; measured on {conditions.get('device', '?')} "
+              f"({conditions.get('device_type', '?')}, threads: {conditions.get('threads', '?')}, autocast: "
+              f"{conditions.get('autocast') or 'off'}); absolute times on a shared machine swing with its load, the "
+              "latency ratio in the cost table below does not. Peak memory: one training step / one inference batch "
+              "(CPU: resident-set increase of a fresh process; CUDA: peak allocated)." if conditions else
+              "Latency, throughput and memory were not measured (`measure.enabled: false`); parameters are counted.")
+    writer.add("### Leaderboard", f"Best value of each column in bold. {timing} Time to 90%: training time until val "
+               "mIoU first reached 90 % of its final value.", INTERVAL_NOTE)
+    leaderboard = tables.leaderboard_frame(records)
+    writer.table(leaderboard, tables.LEADERBOARD, f"leaderboard-{slug}.csv", tables.leaderboard_shown(leaderboard))
     writer.add("### Accuracy vs cost")
     writer.figure(figures.pareto_figure(records, writer.figures_dir / f"{slug}-pareto.png", name),
                   "mIoU vs latency and vs GMACs with the Pareto front")
@@ -148,7 +165,7 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[dict[str, A
                   "per-class IoU heatmap")
     writer.figure(figures.iou_vs_share_figure(records, best, classes, writer.figures_dir / f"{slug}-iou-vs-share.png",
                                               name), "IoU vs class pixel share")
-    writer.add(f"### Best cell: {best['slug']}", f"Checkpoint: {best.get('selection', 'best val mIoU')}.")
+    writer.add(f"### Best cell: {best['slug']}", f"Reported weights: {_selection_text(best)}.")
     writer.figure(figures.confusion_figure(best, classes, writer.figures_dir / f"{slug}-confusion.png", name),
                   "row-normalised confusion matrix")
     examples = figures.examples_figure(best, cell_dir(writer.results, best["cell_id"]),
@@ -171,42 +188,13 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[dict[str, A
                    f"{', '.join(f'`{op}`' for op in skipped)}.")
 
 
-def _seed_section(writer: ReportWriter, records: list[dict[str, Any]]) -> None:
-    writer.add("## Seeds", "Cells that differ only by seed, grouped: mean +- sample std over seeds (n = seeds).")
-    groups = tables.seed_groups_frame(records)
-    if groups.empty:
-        writer.add("_(no successful cells)_")
-        return
-    shown = groups.copy()
-    for metric in tables.SEED_GROUP_METRICS:
-        shown[metric] = [_mean_std(m, s) for m, s in zip(shown[f"{metric}_mean"], shown[f"{metric}_std"], strict=True)]
-    columns = {"configuration": tables.Column("configuration", str), "n": tables.Column("n", str),
-               "seeds": tables.Column("seeds", str),
-               **{metric: tables.Column(METRICS[metric].label, str) for metric in tables.SEED_GROUP_METRICS}}
-    writer.add(tables.markdown_table(shown, columns))
-    writer.add(f"CSV: {writer.csv(groups, 'seed-groups.csv')}")
-    writer.add(_noise_sentence(groups))
-
-
-def _mean_std(mean: float, std: float) -> str:
-    if pd.isna(mean):
-        return "-"
-    return f"{mean * 100:.2f}" if pd.isna(std) else f"{mean * 100:.2f} +- {std * 100:.2f}"
-
-
-def _noise_sentence(groups: pd.DataFrame) -> str:
-    if len(groups) < 2:
-        return "Only one configuration: nothing to compare."
-    first, second = groups.iloc[0], groups.iloc[1]
-    gap = (first["miou_mean"] - second["miou_mean"]) * 100
-    stds = [s for s in (first["miou_std"], second["miou_std"]) if not pd.isna(s)]
-    if not stds:
-        return (f"The top two configurations differ by {gap:.2f} mIoU points, each from one seed; seed-to-seed "
-                "variation of mIoU is commonly 1-2 points, so run more seeds before reading much into it.")
-    noise = max(stds) * 100
-    verdict = "within" if gap <= noise else "beyond"
-    return (f"The top two configurations differ by {gap:.2f} mIoU points, {verdict} the larger seed std "
-            f"({noise:.2f} points).")
+def _selection_text(record: dict[str, Any]) -> str:
+    """Which weights a record reports: its selection rule's description (records before issue 11 hold a sentence)."""
+    selection = record.get("selection")
+    if isinstance(selection, dict):
+        text = selection.get("description") or f"rule {selection.get('rule')}"
+        return f"{text}, epoch {selection['epoch']}" if selection.get("epoch") is not None else text
+    return str(selection or "best val mIoU")
 
 
 def _failed_section(writer: ReportWriter, failed: list[dict[str, Any]], unreadable: list[str]) -> None:

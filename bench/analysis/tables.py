@@ -8,6 +8,7 @@ and directions of metrics come from the catalogue (`segbench.metrics.catalogue`)
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,11 @@ import pandas as pd
 
 from segbench.metrics.catalogue import METRICS, MIB, MILLIONS, PERCENT, fixed
 from segbench.records.rows import record_row, rows_frame
+
+
+def file_slug(text: str) -> str:
+    """A dataset name as a safe part of a file name: "cityscapes/fine" -> "cityscapes-fine"."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "dataset"
 
 
 @dataclass(frozen=True)
@@ -46,14 +52,33 @@ def _cells(records: list[dict[str, Any]], columns: Iterable[str], ranked: bool,
     return pd.DataFrame({name: frame[names.get(name, name)] for name in columns})
 
 
-LEADERBOARD: dict[str, Column] = {"cell": CELL, **{key: metric_column(key) for key in (
-    "miou", "pixel_accuracy", "mdice", "micro_iou", "params", "gmacs", "latency_ms_p50", "throughput_images_per_s",
-    "train_time_s", "train_memory_bytes", "inference_memory_bytes")}}
+def interval_text(low: Any, high: Any) -> str:
+    """A fraction interval in percent, "[49.86, 54.34]"; "-" when the record has none."""
+    if _is_missing(low) or _is_missing(high):
+        return "-"
+    return f"[{low * 100:.2f}, {high * 100:.2f}]"
+
+
+# The leaderboard CSV: these columns in raw units; the Markdown table shows the mIoU interval as one text column.
+LEADERBOARD_CSV = ("cell", "miou", "miou_ci_low", "miou_ci_high", "pixel_accuracy", "mdice", "micro_iou", "params",
+                   "gmacs", "latency_ms_p50", "throughput_images_per_s", "train_time_s", "time_to_90pct_s",
+                   "iterations_to_90pct", "train_memory_bytes", "inference_memory_bytes")
+LEADERBOARD: dict[str, Column] = {
+    "cell": CELL, "miou": metric_column("miou"), "miou_ci": Column("mIoU 95 % CI (val images)", str),
+    **{key: metric_column(key) for key in LEADERBOARD_CSV[4:] if key != "iterations_to_90pct"}}
 
 
 def leaderboard_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """The report's leaderboard: one row per record, best mIoU first, accuracy and cost in raw units."""
-    return _cells(records, LEADERBOARD, ranked=True)
+    return _cells(records, LEADERBOARD_CSV, ranked=True)
+
+
+def leaderboard_shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """`leaderboard_frame` with the mIoU interval joined into the text column `miou_ci` for the Markdown table."""
+    shown = frame.copy()
+    shown["miou_ci"] = [interval_text(low, high) for low, high in zip(frame["miou_ci_low"], frame["miou_ci_high"],
+                                                                       strict=True)]
+    return shown
 
 
 # Seed studies' vocabulary: the micro scores are pooled over classes; they are shown unmarked because for
@@ -88,30 +113,6 @@ def per_class_iou_frame(records: list[dict[str, Any]], classes: list[str]) -> pd
     return pd.DataFrame(columns, index=pd.Index(classes, name="class"))
 
 
-SEED_GROUP_METRICS = ("miou", "pixel_accuracy", "mdice")
-
-
-def seed_groups_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Cells that differ only by seed: mean, sample std (ddof 1) and n of the main metrics."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        row = record_row(record)
-        groups.setdefault(row["group"], []).append(row)
-    rows = []
-    for key, members in groups.items():
-        row: dict[str, Any] = {"configuration": key.split("#")[0], "n": len(members),
-                               "seeds": ",".join(str(m["seed"]) for m in members)}
-        for metric in SEED_GROUP_METRICS:
-            values = [m[metric] for m in members if m[metric] is not None]
-            row[f"{metric}_mean"] = float(np.mean(values)) if values else math.nan
-            row[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    return frame.sort_values("miou_mean", ascending=False, kind="stable").reset_index(drop=True)
-
-
 COST: dict[str, Column] = {
     "cell": CELL,
     "params": metric_column("params", marked=False),
@@ -125,14 +126,16 @@ COST: dict[str, Column] = {
     "train_step_s_median": metric_column("train_step_s_median", marked=False),
     "train_images_per_s": Column("train img/s", fixed(1)),
     "epoch_time_s_mean": Column("s/epoch", fixed(1)),
+    "time_to_90pct_s": metric_column("time_to_90pct_s", marked=False),
+    "iterations_to_90pct": metric_column("iterations_to_90pct", marked=False),
     "torchinfo_estimate_bytes": Column("torchinfo est. (MiB)", MIB),
 }
 # The cost CSV holds more than the Markdown table shows: every measured detail, in raw units.
 COST_CSV = ("cell", "params", "params_encoder", "params_decoder", "macs", "gflops", "macs_input_shape",
             "unsupported_ops", "latency_ms_p50", "latency_ms_p90", "latency_ms_std", "latency_n", "latency_ratio",
             "batch_n", "batch_n_latency_ms_p50", "throughput_images_per_s", "train_step_s_median",
-            "train_images_per_s", "train_time_s", "epoch_time_s_mean", "train_memory_bytes", "inference_memory_bytes",
-            "torchinfo_estimate_bytes")
+            "train_images_per_s", "train_time_s", "epoch_time_s_mean", "time_to_90pct_s", "iterations_to_90pct",
+            "train_memory_bytes", "inference_memory_bytes", "torchinfo_estimate_bytes")
 
 
 def cost_frame(records: list[dict[str, Any]]) -> pd.DataFrame:

@@ -23,6 +23,7 @@ class EvaluationResult:
     per_image: list[dict[str, Any]]  # index, valid pixels, correct pixels (in loader order)
     intersection: np.ndarray  # int64 [N images, C]: pixels predicted c where the ground truth is c
     union: np.ndarray  # int64 [N images, C]: valid pixels predicted c or labelled c
+    seconds: float = 0.0  # wall time of the evaluation, set by the caller that timed it
 
 
 def per_image_class_counts(pred: torch.Tensor, labels: torch.Tensor, num_classes: int,

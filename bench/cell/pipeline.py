@@ -7,6 +7,7 @@ predictions); cost measurement is segbench.measure.
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from pathlib import Path
@@ -15,22 +16,36 @@ from typing import Any
 import numpy as np
 import torch
 
-from segbench.cell.data import dataset_info, make_datasets, make_loaders
-from segbench.cell.evaluate import evaluate_model
+from segbench.cell.data import (
+    dataset_info,
+    loader_settings,
+    make_datasets,
+    make_loaders,
+    make_selection_set,
+    train_class_counts,
+)
+from segbench.cell.evaluate import EvaluationResult, evaluate_model
 from segbench.cell.examples import sample_id, save_examples
-from segbench.cell.loop import Diverged, Emit, train_epoch
+from segbench.cell.loop import CHECK_EVERY, Diverged, Emit, StepSetup, step_setup, train_epoch
 from segbench.cell.optim import lr_factor, make_optimizer
+from segbench.cell.selection import RULE_BEST, SelectionRule, offer
 from segbench.cell.state import TrainState, load_train_state, save_train_state, seed_everything
-from segbench.devices import autocast_context, autocast_dtype
+from segbench.devices import AUTOCAST_DTYPES, autocast_context, configure_determinism, resolve_precision
+from segbench.env import device_description
 from segbench.errors import ConfigError
 from segbench.execution import faults
 from segbench.grid.cells import Cell
 from segbench.losses import build_loss, class_weights_from_counts
-from segbench.measure import cell_cost, count_params
-from segbench.records.paths import CHECKPOINT_FILE, TRAIN_STATE_FILE
-from segbench.storage import atomic_torch_save
+from segbench.measure import cell_cost, count_macs, count_params
+from segbench.measure.throughput import training_throughput
+from segbench.metrics.bootstrap import bootstrap_miou_interval
+from segbench.records.paths import CHECKPOINT_FILE, PER_IMAGE_COUNTS_FILE, TRAIN_STATE_FILE
+from segbench.storage import atomic_torch_save, atomic_write_bytes
 
 __all__ = ["Diverged", "train_and_evaluate"]
+
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
 
 
 def train_and_evaluate(
@@ -41,18 +56,26 @@ def train_and_evaluate(
     cache_dir: Path | None = None,
     batch_size: int | None = None,
 ) -> dict[str, Any]:
-    """Train `cell`, evaluate on its val split after every `eval_every` epochs, keep the best checkpoint.
+    """Train `cell`, evaluate on its val split after every `eval_every` epochs, report the selected weights.
 
-    batch_size overrides the grid's (the runner halves it after an out-of-memory error). Returns the record parts:
-    dataset, metrics (of the selected checkpoint), confusion_matrix, per_image, examples, history, best_epoch, cost,
-    timing. Writes the selected checkpoint (state dict, CHECKPOINT_FILE) in `cell_dir`.
+    The selected weights are the final model's (`eval.select: last`) or those with the best mIoU on a selection split
+    that is not the reported one (`eval.select: best`, see selection.py). batch_size overrides the grid's (the runner
+    halves it after an out-of-memory error). Returns the record parts: dataset, metrics and confusion_matrix of the
+    selected weights on the reported split, their mIoU interval, per_image, per_image_counts, examples, history,
+    selection, cost, precision, throughput, timing. Writes the selected weights (state dict, CHECKPOINT_FILE) and
+    the per-image counts in `cell_dir`.
     """
     from segbench.models import MODELS, build_model, incompatibility
 
     started = time.perf_counter()
+    configure_determinism(cell.train.deterministic)  # before the first cuBLAS call of this (fresh) process
+    precision = resolve_precision(cell.train.precision, device)
     batch_size = batch_size or cell.train.batch_size
     seed_everything(cell.seed)
-    train_set, val_set = make_datasets(cell, MODELS.get(cell.model).pad_multiple, cache_dir)
+    pad_multiple = MODELS.get(cell.model).pad_multiple
+    train_set, val_set = make_datasets(cell, pad_multiple, cache_dir)
+    rule = SelectionRule.of(cell.eval)
+    train_set, select_set = make_selection_set(cell, train_set, pad_multiple, cache_dir)
     info = dataset_info(val_set)
     eval_shape = tuple(val_set[0][0].shape[1:])
     if (reason := incompatibility(cell.model, cell.encoder, eval_shape)) is not None:
@@ -63,19 +86,25 @@ def train_and_evaluate(
 
     generator = torch.Generator().manual_seed(cell.seed)
     train_loader, val_loader = make_loaders(cell, train_set, val_set, batch_size, device, generator)
+    select_loader = None if select_set is None else make_loaders(cell, train_set, select_set, batch_size, device,
+                                                                 generator)[1]
 
     class_weights = None
     if cell.loss.class_weights:
-        weights = class_weights_from_counts(train_set.class_pixel_counts(per_image=True), cell.loss.class_weights)
+        weights = class_weights_from_counts(train_class_counts(train_set), cell.loss.class_weights)
         class_weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
     criterion = build_loss(cell.loss.name, num_classes=info.num_classes, class_weights=class_weights,
                            ignore_index=info.ignore_index, gamma=cell.loss.gamma)
+    memory_format = torch.channels_last if cell.train.channels_last else torch.preserve_format
     model = build_model(cell.model, encoder=cell.encoder, classes=info.num_classes,
-                        encoder_weights=cell.encoder_weights).to(device)
+                        encoder_weights=cell.encoder_weights).to(device, memory_format=memory_format)
     optimizer = make_optimizer(cell, model)
     total_iters = cell.train.iterations or cell.train.epochs * len(train_loader)
     epochs = math.ceil(total_iters / len(train_loader))
-    autocast = autocast_context(device, autocast_dtype(cell.train, device))
+    autocast = autocast_context(device, AUTOCAST_DTYPES[precision])
+    setup = step_setup(model, optimizer, autocast, precision=precision, device=device,
+                       channels_last=cell.train.channels_last, compile_mode=cell.train.compile,
+                       cudnn_benchmark=device.type == "cuda" and not cell.train.deterministic)
 
     def lr_at(iteration: int) -> float:
         return cell.train.lr * lr_factor(cell.train.schedule, iteration, total_iters, cell.train.poly_power)
@@ -83,60 +112,84 @@ def train_and_evaluate(
     state_path = cell_dir / TRAIN_STATE_FILE
     state = load_train_state(state_path, cell, batch_size, model, optimizer, generator) or TrainState()
     resumed_from_epoch = state.epoch
+    if setup.scaler is not None and state.grad_scaler is not None:
+        setup.scaler.load_state_dict(state.grad_scaler)
     emit({"event": "start", "epochs": epochs, "iterations": total_iters, "resumed_from_epoch": resumed_from_epoch})
+    final: EvaluationResult | None = None
     for epoch in range(state.epoch + 1, epochs + 1):
-        row = train_epoch(model, criterion, optimizer, train_loader, device, autocast, state, epoch, total_iters,
+        row = train_epoch(model, criterion, optimizer, train_loader, device, setup, state, epoch, total_iters,
                           lr_at, emit)
+        per_class_iou = None
         if epoch % cell.train.eval_every == 0 or epoch == epochs:
-            eval_start = time.perf_counter()
-            result = evaluate_model(model, val_loader, info, device, autocast)
-            state.eval_seconds += time.perf_counter() - eval_start
-            row.update(val_miou=result.metrics["miou"], val_pixel_accuracy=result.metrics["pixel_accuracy"],
-                       eval_time_s=time.perf_counter() - eval_start)
-            if state.best is None or _better(result.metrics["miou"], state.best["metrics"]["miou"]):
-                state.best = {"epoch": epoch, "model": {k: v.detach().cpu().clone() for k, v in
-                                                         model.state_dict().items()},
-                              "matrix": result.matrix, "metrics": result.metrics, "per_image": result.per_image}
+            final = timed_evaluation(state, model, val_loader, info, device, autocast)
+            row.update(val_miou=final.metrics["miou"], val_pixel_accuracy=final.metrics["pixel_accuracy"],
+                       eval_time_s=final.seconds)
+            per_class_iou = final.metrics["per_class"]["iou"]
+            if select_loader is not None:
+                chosen = timed_evaluation(state, model, select_loader, info, device, autocast)
+                row["select_miou"] = chosen.metrics["miou"]
+                state.best = offer(state.best, epoch, chosen.metrics["miou"], model)
         state.history.append(row)
         state.epoch = epoch
+        state.grad_scaler = setup.scaler.state_dict() if setup.scaler is not None else None
         save_train_state(state_path, cell, batch_size, state, model, optimizer, generator)
-        emit({"event": "epoch", **row})
+        emit({"event": "epoch", **row, "val_per_class_iou": per_class_iou})
         if faults.value("crash_at_epoch") == epoch:
             import os
 
             os._exit(3)
 
-    best = state.best
-    assert best is not None  # the last epoch is always evaluated
-    atomic_torch_save(cell_dir / CHECKPOINT_FILE, best["model"])
-    model.load_state_dict(best["model"])
-    per_image = [{**row, "sample_id": sample_id(val_set, row["index"])} for row in best["per_image"]]
+    # The reported weights: the final model, or the best on the selection split (never on the reported split).
+    selected_epoch, select_miou = epochs, None
+    if rule.rule == RULE_BEST and state.best is not None:
+        selected_epoch, select_miou = state.best["epoch"], state.best["select_miou"]
+        if selected_epoch != epochs:
+            model.load_state_dict(state.best["model"])
+            final = None
+    if final is None:  # the selected weights were not evaluated last (or the run resumed after its last epoch)
+        final = timed_evaluation(state, model, val_loader, info, device, autocast)
+    atomic_torch_save(cell_dir / CHECKPOINT_FILE, model.state_dict())
+    per_image = [{**row, "sample_id": sample_id(val_set, row["index"])} for row in final.per_image]
+    counts = save_per_image_counts(cell_dir, final, [row["sample_id"] for row in per_image])
     examples = save_examples(model, val_set, per_image, cell_dir, device, autocast)
     cost = (cell_cost(model, cell, (3, *eval_shape), device, train_batch_size=batch_size) if cell.measure.enabled
             else {"params": count_params(model)})
     state_path.unlink(missing_ok=True)
     median_step = float(np.median(state.step_times)) if state.step_times else None
+    images_per_s = batch_size / median_step if median_step else None
+    throughput = training_throughput(crop_macs(model, cell, cost), images_per_s, cell.train.crop,
+                                     device_description(device), precision)
     return {
         "dataset": {"name": cell.dataset.name, "classes": list(info.classes), "ignore_index": info.ignore_index,
                     "palette": [list(colour) for colour in info.palette],
-                    "num_train": len(train_set), "num_val": len(val_set)},
-        "metrics": best["metrics"],
-        "confusion_matrix": best["matrix"].tolist(),
+                    "num_train": len(train_set), "num_val": len(val_set),
+                    "num_select": None if select_set is None else len(select_set)},
+        "metrics": final.metrics,
+        "intervals": {"miou": miou_interval(final)},
+        "confusion_matrix": final.matrix.tolist(),
         "per_image": per_image,
+        "per_image_counts": counts,
         "examples": examples,
         "history": state.history,
-        "best_epoch": best["epoch"],
-        "selection": f"checkpoint with the best val mIoU over {sum('val_miou' in h for h in state.history)} "
-                     "evaluations",
+        "selection": rule.record(state.history, selected_epoch, select_miou),
         "checkpoint": CHECKPOINT_FILE,
         "train_batch_size": batch_size,
         "cost": cost,
+        "precision": precision_record(cell, precision, setup, state),
+        "throughput": throughput,
         "timing": {
             "wall_time_s": time.perf_counter() - started,
             "train_time_s": state.train_seconds,
             "eval_time_s": state.eval_seconds,
             "train_step_s_median": median_step,
-            "train_images_per_s": batch_size / median_step if median_step else None,
+            "train_images_per_s": images_per_s,
+            "step_time_method": f"median over windows of {CHECK_EVERY} steps (each timed between two reads of the "
+                                "loss, which wait for the device) of their mean step time; the first steps of the "
+                                "process are timed apart",
+            "first_steps": setup.warmup_steps,
+            "first_steps_s": setup.warmup_seconds,
+            "compile_time_s": compile_seconds(setup, median_step) if cell.train.compile else None,
+            "data_loader": loader_settings(cell, device),
             "iterations": state.iteration,
             "epochs": epochs,
             "resumed_from_epoch": resumed_from_epoch,
@@ -144,7 +197,65 @@ def train_and_evaluate(
     }
 
 
-def _better(candidate: float, incumbent: float) -> bool:
-    if math.isnan(incumbent):
-        return not math.isnan(candidate)
-    return not math.isnan(candidate) and candidate > incumbent
+def precision_record(cell: Cell, precision: str, setup: StepSetup, state: TrainState) -> dict[str, Any]:
+    """The record's `precision`: what the grid asked for and what ran (autocast dtype, gradient scaler and its
+    skipped steps, memory format, torch.compile mode, determinism, cuDNN autotuning while training)."""
+    scaler = None
+    if setup.scaler is not None:
+        scaler = {"skipped_steps": state.skipped_steps, "final_scale": setup.scaler.get_scale(),
+                  "kind": "torch.amp.GradScaler, default settings"}
+    return {"requested": cell.train.precision, "used": precision, "autocast_dtype": AUTOCAST_DTYPES[precision],
+            "grad_scaler": scaler, "channels_last": cell.train.channels_last, "compile": cell.train.compile,
+            "deterministic": cell.train.deterministic, "cudnn_benchmark_train": setup.cudnn_benchmark}
+
+
+def compile_seconds(setup: StepSetup, median_step: float | None) -> float | None:
+    """torch.compile's time, estimated as the first steps' time less as many ordinary (median) steps."""
+    if setup.warmup_seconds is None or median_step is None:
+        return None
+    return max(setup.warmup_seconds - setup.warmup_steps * median_step, 0.0)
+
+
+def crop_macs(model: torch.nn.Module, cell: Cell, cost: dict[str, Any]) -> int | None:
+    """fvcore MACs of one forward pass at the training crop (for the throughput estimate): the cost measurement's
+    count when the crop is the evaluation input, else counted once here; None when the grid turned MACs off."""
+    if not (cell.measure.enabled and cell.measure.macs):
+        return None
+    shape = [1, 3, *cell.train.crop]
+    counted = cost.get("macs") or {}
+    if counted.get("input_shape") == shape and "macs" in counted:
+        return counted["macs"]
+    try:
+        return count_macs(model, tuple(shape))["macs"]
+    except Exception:  # a model fvcore cannot trace: cost["macs"] already holds the error
+        return None
+
+
+def timed_evaluation(state: TrainState, model, loader, info, device, autocast) -> EvaluationResult:
+    """evaluate_model, its seconds added to the state's evaluation time and kept on the result."""
+    started = time.perf_counter()
+    result = evaluate_model(model, loader, info, device, autocast)
+    result.seconds = time.perf_counter() - started
+    state.eval_seconds += result.seconds
+    return result
+
+
+def save_per_image_counts(cell_dir: Path, result: EvaluationResult, sample_ids: list[str]) -> dict[str, Any]:
+    """Write the per-image, per-class intersection and union counts (int64 [N, C], compressed .npz) beside the
+    record, atomically; returns the record's reference to the file."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, intersection=result.intersection, union=result.union,
+                        sample_id=np.asarray(sample_ids))
+    atomic_write_bytes(cell_dir / PER_IMAGE_COUNTS_FILE, buffer.getvalue())
+    images, classes = result.intersection.shape
+    return {"file": PER_IMAGE_COUNTS_FILE, "images": images, "classes": classes,
+            "arrays": {"intersection": "int64 [images, classes]", "union": "int64 [images, classes]"}}
+
+
+def miou_interval(result: EvaluationResult) -> dict[str, Any]:
+    """95% percentile bootstrap interval of mIoU over the evaluated images (1000 resamples, seed 0)."""
+    low, high = bootstrap_miou_interval(result.intersection, result.union, n_resamples=BOOTSTRAP_RESAMPLES,
+                                        seed=BOOTSTRAP_SEED, confidence=0.95)
+    return {"low": low, "high": high, "confidence": 0.95, "resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED,
+            "method": "percentile bootstrap over val images: images resampled with replacement, mIoU recomputed "
+                      "from the pooled per-class intersections and unions"}

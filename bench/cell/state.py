@@ -37,6 +37,8 @@ class TrainState:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     last_finite_loss: float | None = None
+    skipped_steps: int = 0  # fp16: steps the gradient scaler skipped (inf/NaN gradients)
+    grad_scaler: dict[str, Any] | None = None  # fp16: the GradScaler's state_dict at the end of the last epoch
 
 
 def save_train_state(path: Path, cell: Cell, batch_size: int, state: TrainState, model, optimizer, generator) -> None:

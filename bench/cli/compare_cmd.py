@@ -28,7 +28,9 @@ def compare(
 ) -> None:
     """Print per-cell differences; exit 1 when a check fails or a base cell has no comparable counterpart (2 on bad
     input). Cells whose config hashes differ are "not comparable": they never fail a check, but the gate fails
-    unless --allow-not-comparable. Compare latency through latency_ratio, never absolute times."""
+    unless --allow-not-comparable. Compare latency through latency_ratio, never absolute times. Configurations with
+    two or more seeds on both sides are checked on their seed means and fail only outside the baseline's seed spread
+    (docs/report.md)."""
     from segbench.analysis.compare import compare_summaries, format_value, parse_check
     from segbench.analysis.summary import load_summary
 
@@ -40,7 +42,7 @@ def compare(
     for column in ("cell", "field", "base", "current", "change", "check", "verdict"):
         table.add_column(column, justify="right" if column in ("base", "current", "change") else "left")
     for row in outcome.rows:
-        style = "red" if row["verdict"] == "FAIL" else None
+        style = {"FAIL": "red", "noise": "yellow"}.get(row["verdict"])
         table.add_row(row["cell"], row["field"], format_value(row["base"]), format_value(row["current"]),
                       row["change"], row["check"], row["verdict"], style=style)
     console.print(table)
@@ -58,6 +60,10 @@ def compare(
         typer.echo(f"REGRESSION {failure.message}", err=True)
     if outcome.not_comparable_failure:
         typer.echo(f"NOT COMPARABLE {outcome.not_comparable_failure}", err=True)
+    if outcome.seed_gated:
+        err_console.print(f"{len(outcome.seed_gated)} configurations with two or more seeds gated on their seed means: "
+                          "a check fails only beyond its threshold and outside the baseline's seed spread (verdict "
+                          "'noise': beyond the threshold, inside the spread).")
     summary = f"{outcome.compared} cells compared, {len(outcome.failures)} checks failed"
     err_console.print(summary if not outcome.exit_code else f"[red]{summary}[/]")
     raise typer.Exit(outcome.exit_code)

@@ -13,9 +13,24 @@ from segbench.cli.common import err_console, user_errors
 def report(
     results: Path = typer.Argument(..., help="Results folder of a `segbench run` (holds cells/)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (default: RESULTS/report)."),
+    baseline: list[str] = typer.Option(
+        [], "--baseline",
+        help="AXIS=VALUE: the level of an axis (model, encoder, loss) every other level is compared with, e.g. "
+             "loss=ce. Default: the axis's first value in the grid file saved in RESULTS/grids/. Repeatable.",
+    ),
+    margin: float = typer.Option(
+        0.01, "--margin",
+        help="Practical margin of a verdict in the metric's raw unit (0.01 = one mIoU point): 'better'/'worse' need "
+             "a difference at least this large, 'within noise' an interval inside +-margin.",
+    ),
+    top: int = typer.Option(3, "--top", help="Top configurations per dataset (by mean mIoU) compared pairwise."),
 ) -> None:
-    """Write report.md, figures/ and CSV tables for RESULTS; nothing is trained or measured again."""
+    """Write report.md, figures/ and CSV tables (comparisons.csv among them) for RESULTS; nothing is trained or
+    measured again, and no option changes a record or a cell's hash."""
+    from segbench.analysis.comparison_section import ComparisonOptions
+    from segbench.analysis.comparisons import parse_baselines
     from segbench.analysis.report import write_report
 
-    path = write_report(results, out)
+    options = ComparisonOptions(parse_baselines(baseline), margin, top)
+    path = write_report(results, out, options)
     err_console.print(f"report written to {path}")

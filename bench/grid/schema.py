@@ -80,10 +80,22 @@ class TrainConfig(Frozen):
     crop: tuple[int, int] = (128, 256)
     scale_range: tuple[float, float] = (0.5, 2.0)
     hflip: bool = True
-    autocast: bool = True
-    autocast_dtype: Literal["bfloat16", "float16"] = "bfloat16"
-    num_workers: int = Field(0, ge=0)
+    # Numerics and speed (segbench.devices): `auto` precision is bf16 on a CUDA GPU with bfloat16, fp32 otherwise;
+    # fp16 trains with a gradient scaler. num_workers `auto` is resolved at run time (segbench.cell.data), so the
+    # grid's hash does not depend on the machine.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    deterministic: bool = False
+    channels_last: bool = False
+    compile: Literal["default", "reduce-overhead", "max-autotune"] | None = None
+    num_workers: int | Literal["auto"] = "auto"
     eval_every: int = Field(1, ge=1)
+
+    @field_validator("num_workers", mode="before")
+    @classmethod
+    def _workers(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            return value
+        raise ValueError("use auto or a number of loader processes (0 loads in the training process)")
 
     @model_validator(mode="after")
     def _one_budget(self) -> TrainConfig:
@@ -99,14 +111,43 @@ class EvalConfig(Frozen):
     batch_size: int = Field(8, ge=1)
     size: tuple[int, int] | None = None
     max_images: int | None = Field(None, ge=1)
+    # Which weights are reported (segbench.cell.selection): the final model, or the best on a selection split that
+    # is never the reported one (another split of the dataset, or a seeded holdout carved out of the training split).
+    select: Literal["last", "best"] = "last"
+    select_split: SafeName | None = None
+    holdout: float | None = Field(None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _selection_split(self) -> EvalConfig:
+        if self.select == "best":
+            if (self.select_split is None) == (self.holdout is None):
+                raise ValueError(
+                    "eval.select: best needs one selection split that is not the reported split: set "
+                    "eval.select_split: NAME (another split of the dataset) or eval.holdout: FRACTION (e.g. 0.1 of "
+                    "the training split), not both"
+                )
+            if self.select_split == self.split:
+                raise ValueError(
+                    f"eval.select_split '{self.select_split}' is the reported split (eval.split): choosing on it "
+                    "biases the reported numbers; name another split or use eval.holdout"
+                )
+        elif self.select_split is not None or self.holdout is not None:
+            raise ValueError("eval.select_split and eval.holdout only apply with eval.select: best; set select: best "
+                             "or remove them")
+        return self
 
 
 class MeasureConfig(Frozen):
     """Cost measurement of each trained cell at its evaluation input size (see reference/measurement.md)."""
 
     enabled: bool = True
-    warmup: int = Field(10, ge=1)
-    iters: int = Field(50, ge=1)
+    # Latency timing gets a time budget (seconds per cell, both batch sizes together): warm-up and timed iterations
+    # are calibrated to fill it (segbench.measure.latency.calibrate), never fewer than `warmup` and `iters`; null
+    # runs exactly `warmup` and `iters`. 10 s gives a 20 ms model 200 iterations per batch size and costs little next
+    # to any training run, while a model of seconds per call is no longer timed for minutes.
+    budget_s: float | None = Field(10.0, gt=0)
+    warmup: int = Field(1, ge=1)
+    iters: int = Field(5, ge=1)
     batch_size: int = Field(8, ge=1)
     macs: bool = True
     memory: bool = True  # peak memory of one training step and one inference batch (a fresh process on the CPU)
@@ -137,6 +178,19 @@ class GridConfig(Frozen):
     exclude: list[ExcludeRule] = Field(default_factory=list)
     encoder_weights: dict[str, Path] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_train_keys(cls, document: Any) -> Any:
+        train = document.get("train") if isinstance(document, dict) else None
+        train = train if isinstance(train, dict) else {}
+        old_keys = [f"train.{key}" for key in ("autocast", "autocast_dtype") if key in train]
+        if old_keys:
+            raise ValueError(
+                f"{' and '.join(old_keys)} {'were' if len(old_keys) > 1 else 'was'} replaced by train.precision: "
+                f"write 'precision: {replacement_precision(train)}' instead (one of auto, fp32, bf16, fp16)"
+            )
+        return document
+
     @field_validator("datasets", "losses", mode="before")
     @classmethod
     def _names_to_dicts(cls, value: Any) -> Any:
@@ -157,3 +211,11 @@ class GridConfig(Frozen):
             if repeated:
                 raise ValueError(f"{axis} lists '{repeated[0]}' twice; give each entry a distinct 'id'")
         return self
+
+
+def replacement_precision(train: dict[str, Any]) -> str:
+    """The train.precision that does what an old grid's autocast keys did: autocast (bf16 on CUDA, nothing on the
+    CPU) is `auto`, bf16 where the GPU has it; float16 autocast is fp16; no autocast is fp32."""
+    if train.get("autocast", True) is False:
+        return "fp32"
+    return "fp16" if train.get("autocast_dtype") == "float16" else "auto"

@@ -78,6 +78,12 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("train_step_s_median", -1, "s", "train step (s)", "step s", fixed(3), from_matrix=False),
     Metric("train_memory_bytes", -1, "bytes", "peak mem train (MiB)", "train MiB", MIB, from_matrix=False),
     Metric("inference_memory_bytes", -1, "bytes", "peak mem infer (MiB)", "infer MiB", MIB, from_matrix=False),
+    # Time to accuracy (segbench.records.rows.time_to_accuracy): when val mIoU first reached 90 % of its final value.
+    # Not summary fields: they depend on how often a grid evaluates, and the committed baseline's rows keep their shape.
+    Metric("time_to_90pct_s", -1, "s of training", "time to 90% (s)", "t90 s", fixed(1), from_matrix=False,
+           summary=False),
+    Metric("iterations_to_90pct", -1, "iterations", "iters to 90%", "it90", fixed(0), from_matrix=False,
+           summary=False),
 )
 
 METRICS: dict[str, Metric] = {metric.key: metric for metric in CATALOGUE}

@@ -25,20 +25,39 @@ def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_inde
         raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
     if pred.is_floating_point() or target.is_floating_point():
         raise ValueError(f"pred and target must hold integer class indices, got {pred.dtype} and {target.dtype}")
+    if pred.numel() == 0:
+        return torch.zeros(num_classes, num_classes, dtype=torch.int64, device=pred.device)
+    # One bincount over a flat (truth, prediction) index, ignored pixels sent to an extra bin that is dropped: no
+    # boolean selection, which copies both tensors and costs more than the count itself.
+    bins = num_classes * num_classes
+    ignored = target == ignore_index
+    index = target.long() * num_classes + pred
+    index.masked_fill_(ignored, bins)
+    # Labels outside 0..C-1 are a bug upstream (a wrong label mapping, an unmapped void id); bincount would silently
+    # file them under another class. The cheap tests cover every pixel (one device-to-host sync before the count,
+    # one after); only when one fails are the valid pixels examined alone, since an ignored pixel may hold anything.
+    p_min, p_max, t_min = torch.stack([value.long() for value in (*torch.aminmax(pred), target.min())]).tolist()
+    if p_min < 0 or p_max >= num_classes or t_min < 0:
+        _check_range(pred, target, num_classes, ignore_index)
+    counts = torch.bincount(index.reshape(-1), minlength=bins + 1)
+    # With predictions in range, a target above C-1 lands in the extra bin or beyond it.
+    if counts.numel() > bins + 1 or bool(counts[bins] != ignored.sum()):
+        _check_range(pred, target, num_classes, ignore_index)
+    return counts[:bins].reshape(num_classes, num_classes)
+
+
+def _check_range(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int) -> None:
+    """Raise ValueError when a pixel whose target is not `ignore_index` holds a class outside 0..C-1."""
     valid = target != ignore_index
-    truth = target[valid].long()
-    guess = pred[valid].long()
-    if truth.numel() > 0:
-        # One device-to-host sync for the whole range check. Labels outside 0..C-1 are a bug upstream (a wrong label
-        # mapping, an unmapped void id); bincount would silently file them under another class.
-        t_min, t_max, p_min, p_max = torch.stack([truth.min(), truth.max(), guess.min(), guess.max()]).tolist()
-        if min(t_min, p_min) < 0 or max(t_max, p_max) >= num_classes:
-            raise ValueError(
-                f"class indices must lie in 0..{num_classes - 1} (or equal ignore_index={ignore_index} in the "
-                f"target); got target range {t_min}..{t_max}, prediction range {p_min}..{p_max}"
-            )
-    counts = torch.bincount(truth * num_classes + guess, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes)
+    truth, guess = target[valid], pred[valid]
+    if truth.numel() == 0:
+        return
+    t_min, t_max, p_min, p_max = torch.stack([truth.min(), truth.max(), guess.min(), guess.max()]).tolist()
+    if min(t_min, p_min) < 0 or max(t_max, p_max) >= num_classes:
+        raise ValueError(
+            f"class indices must lie in 0..{num_classes - 1} (or equal ignore_index={ignore_index} in the "
+            f"target); got target range {t_min}..{t_max}, prediction range {p_min}..{p_max}"
+        )
 
 
 class ConfusionMatrix:

@@ -4,7 +4,9 @@ Layout of a results folder:
     <results>/.segbench.lock                 held by the one `segbench run` writing into the folder
     <results>/grids/<name>-<hash>.yaml       the resolved grid of every run into this folder
     <results>/cells/<cell id>/record.json    status, config, metrics, confusion matrix, history, cost, environment
-    <results>/cells/<cell id>/best.pt        state dict of the selected checkpoint (when training succeeded)
+    <results>/cells/<cell id>/model.pt       state dict of the selected weights (when training succeeded; best.pt in
+                                             folders written before benchmark-semantics version 2)
+    <results>/cells/<cell id>/per_image_counts.npz  per-image, per-class intersection and union pixel counts
     <results>/cells/<cell id>/train_state.pt resumable training state (removed when the cell finishes)
     <results>/cells/<cell id>/task.json      what the runner asked the worker to do
     <results>/cells/<cell id>/worker.log     the worker's stderr
@@ -19,7 +21,9 @@ LOCK_FILE = ".segbench.lock"
 GRIDS_DIR = "grids"
 CELLS_DIR = "cells"
 RECORD_FILE = "record.json"
-CHECKPOINT_FILE = "best.pt"
+CHECKPOINT_FILE = "model.pt"
+LEGACY_CHECKPOINT_FILE = "best.pt"  # the name before benchmark-semantics version 2
+PER_IMAGE_COUNTS_FILE = "per_image_counts.npz"
 TRAIN_STATE_FILE = "train_state.pt"
 TASK_FILE = "task.json"
 WORKER_LOG_FILE = "worker.log"
@@ -36,3 +40,13 @@ def cell_dir(results: Path, cell_id: str) -> Path:
 
 def grids_dir(results: Path) -> Path:
     return Path(results) / GRIDS_DIR
+
+
+def checkpoint_path(cell_folder: Path, record: dict | None = None) -> Path:
+    """The selected weights of a cell folder: the file its record names, else model.pt, else an older best.pt."""
+    folder = Path(cell_folder)
+    named = (record or {}).get("checkpoint")
+    for name in ([named] if named else []) + [CHECKPOINT_FILE, LEGACY_CHECKPOINT_FILE]:
+        if (folder / name).is_file():
+            return folder / name
+    return folder / (named or CHECKPOINT_FILE)

@@ -1,9 +1,10 @@
 """One flat row per record: the only place a record is flattened for summaries, leaderboards, tables and figures.
 
 A row holds the cell's identity (`cell_id, slug, config_hash, status, error` kind, the axes `dataset, model,
-encoder, loss, seed`), its `label` and seed `group`, every metric of the catalogue under its key, and the cost
-details of the report's cost table. Values are raw (fractions, counts, seconds, bytes); None where a value was not
-measured or is undefined (NaN), so rows are JSON-ready.
+encoder, loss, seed`), its `label` and seed `group`, every metric of the catalogue under its key, the bootstrap
+interval of mIoU over val images (`miou_ci_low, miou_ci_high`, where the record has one), and the cost details of the
+report's cost table. Values are raw (fractions, counts, seconds, bytes); None where a value was not measured or is
+undefined (NaN), so rows are JSON-ready.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from segbench.metrics.catalogue import MATRIX_METRICS
 from segbench.metrics.compute import mean_defined
 
 SEED_SUFFIX = re.compile(r"__s-?\d+$")
+TIME_TO_ACCURACY_FRACTION = 0.9  # time to accuracy: when val mIoU first reaches 90 % of its final value
 
 
 def group_key(record: dict[str, Any]) -> str:
@@ -28,7 +30,30 @@ def group_key(record: dict[str, Any]) -> str:
     without the seed."""
     config = {key: value for key, value in (record.get("config") or {}).items() if key != "seed"}
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{SEED_SUFFIX.sub('', record.get('slug') or '')}#{digest}"
+    return f"{configuration_slug(record.get('slug') or '')}#{digest}"
+
+
+def configuration_slug(slug: str) -> str:
+    """The slug without its `__s<seed>` suffix: "unet__resnet18__ce__camvid__s0" -> "unet__resnet18__ce__camvid"."""
+    return SEED_SUFFIX.sub("", slug)
+
+
+def time_to_accuracy(history: list[dict[str, Any]], fraction: float = TIME_TO_ACCURACY_FRACTION
+                     ) -> tuple[float | None, int | None]:
+    """(training seconds, iterations) at the first evaluation whose val mIoU reached `fraction` of the final one.
+
+    The final value is the last evaluation in the history (the final model's mIoU). Seconds are the cumulative
+    `epoch_time_s` (training only, evaluation excluded) up to and including that epoch; iterations are the history's
+    cumulative `iterations` there. (None, None) when the history has no evaluation (or the last one is NaN).
+    """
+    evaluated = [row for row in history if row.get("val_miou") is not None]
+    if not evaluated or not math.isfinite(evaluated[-1]["val_miou"]):
+        return None, None
+    target = fraction * evaluated[-1]["val_miou"]
+    # with fraction <= 1 the last evaluation always reaches the target
+    reached = next((row for row in evaluated if row["val_miou"] >= target), evaluated[-1])
+    seconds = sum(row.get("epoch_time_s") or 0.0 for row in history if row["epoch"] <= reached["epoch"])
+    return float(seconds), reached.get("iterations")
 
 
 def shape_text(shape: list[int] | None) -> str:
@@ -49,20 +74,33 @@ def _memory_bytes(phase: dict[str, Any] | None) -> int | None:
     return phase.get("peak_allocated_bytes", phase.get("increase_bytes"))
 
 
+def _loss_key(record: dict[str, Any], dataset: str | None) -> str | None:
+    """The loss as the slug names it (e.g. "focal-g1" for focal with gamma 1, so that two focal losses stay two
+    levels): the slug between "<model>__<encoder>__" and "__<dataset>__s<seed>"; the loss's id or name otherwise."""
+    config = record.get("config") or {}
+    loss = config.get("loss") or {}
+    slug = record.get("slug") or ""
+    prefix = f"{config.get('model')}__{config.get('encoder')}__"
+    suffix = f"__{dataset}__s{config.get('seed')}"
+    if slug.startswith(prefix) and slug.endswith(suffix) and len(slug) > len(prefix) + len(suffix):
+        return slug[len(prefix):-len(suffix)]
+    return loss.get("id") or loss.get("name")
+
+
 def _identity(record: dict[str, Any]) -> dict[str, Any]:
     config = record.get("config") or {}
-    dataset = config.get("dataset") or {}
-    loss = config.get("loss") or {}
+    dataset_spec = config.get("dataset") or {}
+    dataset = dataset_spec.get("id") or dataset_spec.get("name")
     row = {
         "cell_id": record.get("cell_id"),
         "slug": record.get("slug"),
         "config_hash": record.get("config_hash"),
         "status": record.get("status"),
         "error": (record.get("error") or {}).get("kind"),
-        "dataset": dataset.get("id") or dataset.get("name"),
+        "dataset": dataset,
         "model": config.get("model"),
         "encoder": config.get("encoder"),
-        "loss": loss.get("id") or loss.get("name"),
+        "loss": _loss_key(record, dataset),
         "seed": config.get("seed"),
     }
     # model/encoder/loss/s<seed>: the slug without the dataset, for tables and figures of one dataset.
@@ -79,7 +117,9 @@ def _cost(record: dict[str, Any]) -> dict[str, Any]:
     single, batched = latency.get("batch_1") or {}, latency.get("batch_n") or {}
     memory = cost.get("memory") or {}
     timing = record.get("timing") or {}
-    epochs = [h.get("epoch_time_s") for h in record.get("history") or [] if h.get("epoch_time_s") is not None]
+    history = record.get("history") or []
+    epochs = [h.get("epoch_time_s") for h in history if h.get("epoch_time_s") is not None]
+    seconds_to_90, iterations_to_90 = time_to_accuracy(history)
     return {
         "params": params.get("total"),
         "macs": macs.get("macs"),
@@ -91,6 +131,8 @@ def _cost(record: dict[str, Any]) -> dict[str, Any]:
         "train_step_s_median": timing.get("train_step_s_median"),
         "train_memory_bytes": _memory_bytes(memory.get("train_step")),
         "inference_memory_bytes": _memory_bytes(memory.get("inference")),
+        "time_to_90pct_s": seconds_to_90,
+        "iterations_to_90pct": iterations_to_90,
         # details
         "params_encoder": params.get("encoder"),
         "params_decoder": params.get("decoder"),
@@ -112,9 +154,13 @@ def record_row(record: dict[str, Any]) -> dict[str, Any]:
     """The flat row of one record (see the module docstring); missing parts of a failed cell are None."""
     metrics = record.get("metrics") or {}
     specificity = (metrics.get("per_class") or {}).get("specificity") or []
+    miou_interval = (record.get("intervals") or {}).get("miou") or {}
     row = {
         **_identity(record),
         **{key: metrics.get(key) for key in MATRIX_METRICS},
+        # evaluation noise of this one model: bootstrap over val images (records written before issue 11 have none)
+        "miou_ci_low": miou_interval.get("low"),
+        "miou_ci_high": miou_interval.get("high"),
         # The macro mean of per-class specificity is not a recorded metric; the micro-vs-macro table shows it.
         "macro_specificity": mean_defined([math.nan if v is None else v for v in specificity]),
         **_cost(record),

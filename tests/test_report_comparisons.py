@@ -1,0 +1,195 @@
+"""`segbench report` on hand-made records whose answer is known: 2 models x 2 losses x 3 seeds, focal clearly better
+than cross-entropy, FPN and U-Net equal within noise. Seed statistics and their figure, the main-effects table with
+verdicts, the top-configuration pairs, comparisons.csv, baselines from the saved grid or --baseline, the mIoU
+interval in the leaderboard, time to accuracy in the cost table, and bad options as one-line errors."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats
+from typer.testing import CliRunner
+
+from segbench.analysis.comparison_section import grid_axis_order
+from segbench.analysis.comparisons import COLUMNS, METHOD_PARAGRAPH
+from segbench.cli import app
+from segbench.records.paths import grids_dir
+from segbench.records.store import STATUS_OK, new_record, write_record
+
+MODEL_BASE = {"unet": 0.600, "fpn": 0.598}
+SEED_OFFSET = {0: 0.0, 1: 0.006, 2: -0.004}  # shared by the cells of one seed: pairing removes it
+JITTER = {("unet", 0): 0.001, ("unet", 1): -0.002, ("unet", 2): 0.0015,
+          ("fpn", 0): -0.001, ("fpn", 1): 0.002, ("fpn", 2): 0.0}
+FOCAL_EFFECT = 0.05
+CLASSES = ["road", "car", "sky"]
+
+
+def record(model: str, loss: str, seed: int, miou: float, interval: bool = True) -> dict:
+    """A finished cell as the cell stage writes it (issue 11 fields included), built through `new_record`."""
+    slug = f"{model}__resnet18__{loss}__synthetic__s{seed}"
+    config = {"model": model, "encoder": "resnet18", "loss": {"name": loss}, "dataset": {"name": "synthetic"},
+              "seed": seed, "train": {"epochs": 3}}
+    cell = SimpleNamespace(id=f"{slug}-abc{seed}", slug=slug, config_hash=f"abc{seed}", resolved=lambda: config)
+    history = [{"epoch": epoch, "iterations": 10 * epoch, "train_loss": 1.0 / epoch, "lr": 1e-3,
+                "epoch_time_s": 2.0, "val_miou": miou * share, "val_pixel_accuracy": 0.9, "eval_time_s": 0.5}
+               for epoch, share in ((1, 0.5), (2, 0.95), (3, 1.0))]
+    metrics = {"miou": miou, "pixel_accuracy": miou + 0.3, "mdice": miou + 0.1, "micro_iou": miou + 0.2,
+               "per_class": {"iou": [miou + 0.2, miou, miou - 0.2], "gt_share": [0.6, 0.1, 0.3],
+                             "specificity": [0.9, 0.95, 0.97]}}
+    parts = {
+        "metrics": metrics, "confusion_matrix": [[50, 2, 1], [3, 20, 2], [1, 1, 30]], "history": history,
+        "dataset": {"name": "synthetic", "classes": CLASSES, "ignore_index": 255, "palette": [[0, 0, 0]] * 3},
+        "selection": {"rule": "last", "split": None, "holdout": None, "epoch": 3, "select_miou": None,
+                      "evaluations": 3, "description": "the final model (last iteration)"},
+        "cost": {"params": {"total": 1_000_000}}, "timing": {"train_time_s": 6.0},
+    }
+    if interval:
+        parts["intervals"] = {"miou": {"low": miou - 0.03, "high": miou + 0.02, "confidence": 0.95,
+                                       "resamples": 1000, "seed": 0, "method": "percentile bootstrap"}}
+    return new_record(cell, STATUS_OK, **parts)
+
+
+def cell_miou(model: str, loss: str, seed: int) -> float:
+    effect = FOCAL_EFFECT + JITTER[model, seed] if loss == "focal" else 0.0
+    return MODEL_BASE[model] + SEED_OFFSET[seed] + effect
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("comparisons") / "results"
+    for model in MODEL_BASE:
+        for loss in ("ce", "focal"):
+            for seed in SEED_OFFSET:
+                write_record(folder, record(model, loss, seed, cell_miou(model, loss, seed),
+                                            interval=(model, loss, seed) != ("fpn", "ce", 2)))
+    # The resolved grid a run saves: its first loss (focal) is the default baseline of the loss axis.
+    grids_dir(folder).mkdir(parents=True)
+    grid = {"name": "tiny", "models": ["unet", "fpn"], "encoders": ["resnet18"],
+            "losses": [{"name": "focal", "gamma": 2.0, "class_weights": None, "id": None},
+                       {"name": "ce", "gamma": 2.0, "class_weights": None, "id": None}]}
+    (grids_dir(folder) / "tiny-0123456789.yaml").write_text(yaml.safe_dump(grid))
+    return folder
+
+
+def run_report(results: Path, out: Path, *options: str) -> tuple[str, Path]:
+    outcome = CliRunner().invoke(app, ["report", str(results), "--out", str(out), *options])
+    return outcome.output, out / "report.md"
+
+
+@pytest.fixture(scope="module")
+def default_report(results: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output, report = run_report(results, tmp_path_factory.mktemp("default") / "report")
+    assert report.is_file(), output
+    return report
+
+
+@pytest.fixture(scope="module")
+def ce_report(results: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output, report = run_report(results, tmp_path_factory.mktemp("ce") / "report", "--baseline", "loss=ce",
+                                "--baseline", "model=unet", "--margin", "0.01")
+    assert report.is_file(), output
+    return report
+
+
+def row(table: pd.DataFrame, **where: object) -> pd.Series:
+    for column, value in where.items():
+        table = table[table[column] == value]
+    assert len(table) == 1, where
+    return table.iloc[0]
+
+
+def test_comparisons_csv_has_the_columns_and_the_verdicts(ce_report: Path):
+    table = pd.read_csv(ce_report.parent / "comparisons.csv")
+    assert list(table.columns) == COLUMNS
+    focal = row(table, axis="loss", level="focal", baseline="ce", metric="miou")
+    assert focal["verdict"] == "better" and focal["n"] == 6 and focal["prob_better"] == 1.0
+    assert focal["delta"] == pytest.approx(FOCAL_EFFECT + statistics.mean(JITTER.values()))
+    assert row(table, axis="model", level="fpn", baseline="unet", metric="miou")["verdict"] == "within noise"
+    assert set(table["metric"]) == {"miou", "pixel_accuracy", "mdice"}
+    pairs = table[table["axis"] == "configuration"]
+    assert len(pairs) == 3 * 3  # the top 3 configurations: 3 pairs, 3 metrics each
+    assert set(pairs["level"]) | set(pairs["baseline"]) == {"unet/resnet18/focal", "fpn/resnet18/focal",
+                                                              "unet/resnet18/ce"}
+    assert (pairs["n"] == 3).all()
+
+
+def test_the_default_baseline_is_the_first_value_in_the_saved_grid(default_report: Path):
+    table = pd.read_csv(default_report.parent / "comparisons.csv")
+    loss = row(table, axis="loss", metric="miou")
+    assert (loss["level"], loss["baseline"], loss["verdict"]) == ("ce", "focal", "worse")
+    text = default_report.read_text()
+    assert "Baselines: model=unet, loss=focal (first values in `grids/tiny-0123456789.yaml`)." in text
+
+
+def test_the_report_shows_the_method_the_tables_and_n_seeds(ce_report: Path):
+    text = ce_report.read_text()
+    comparisons = text.split("\n## Comparisons")[1]
+    assert METHOD_PARAGRAPH in comparisons
+    assert "#### Main effects" in comparisons and "#### Top 3 configurations, pairwise" in comparisons
+    assert "**better**" in comparisons and "within noise" in comparisons
+    assert "Baselines: model=unet, loss=ce (--baseline)." in comparisons and "n seeds" in comparisons
+    assert "[comparisons.csv](comparisons.csv)" in comparisons
+
+
+def test_seed_statistics_and_their_figure(ce_report: Path):
+    frame = pd.read_csv(ce_report.parent / "seed-statistics.csv")
+    assert len(frame) == 4 and list(frame["n"]) == [3, 3, 3, 3]
+    best = frame.iloc[0]
+    assert best["configuration"] == "unet/resnet18/focal" and best["seeds"] == "0,1,2"
+    values = [cell_miou("unet", "focal", seed) for seed in (0, 1, 2)]
+    interval = stats.ttest_1samp(values, 0.0).confidence_interval(0.95)
+    assert best["miou_mean"] == pytest.approx(statistics.mean(values))
+    assert best["miou_sd"] == pytest.approx(statistics.stdev(values))
+    assert (best["miou_ci_low"], best["miou_ci_high"]) == pytest.approx((interval.low, interval.high))
+    assert [float(v) for v in best["miou_values"].split(";")] == pytest.approx(values)
+    seeds = ce_report.read_text().split("\n## Seeds")[1].split("\n## Comparisons")[0]
+    assert f"{values[0] * 100:.2f} / {values[1] * 100:.2f} / {values[2] * 100:.2f}" in seeds
+    assert "n seeds" in seeds and "(figures/synthetic-seeds.png)" in seeds
+    figure = ce_report.parent / "figures" / "synthetic-seeds.png"
+    assert figure.read_bytes().startswith(b"\x89PNG") and figure.stat().st_size > 5_000
+
+
+def test_leaderboard_and_cost_show_the_interval_and_time_to_accuracy(ce_report: Path):
+    leaderboard = pd.read_csv(ce_report.parent / "leaderboard-synthetic.csv")
+    top = leaderboard.iloc[0]
+    assert top["cell"] == "fpn/resnet18/focal/s1"
+    assert (top["miou_ci_low"], top["miou_ci_high"]) == pytest.approx((top["miou"] - 0.03, top["miou"] + 0.02))
+    assert leaderboard.set_index("cell").loc["fpn/resnet18/ce/s2", ["miou_ci_low", "miou_ci_high"]].isna().all()
+    # 90 % of the final mIoU is first reached at epoch 2 (95 %): 2 epochs of 2 s, 20 iterations
+    assert (leaderboard["time_to_90pct_s"] == 4.0).all() and (leaderboard["iterations_to_90pct"] == 20).all()
+    cost = pd.read_csv(ce_report.parent / "cost-synthetic.csv")
+    assert (cost["time_to_90pct_s"] == 4.0).all() and (cost["iterations_to_90pct"] == 20).all()
+    text = ce_report.read_text()
+    low, high = (top["miou_ci_low"] * 100, top["miou_ci_high"] * 100)
+    assert f"[{low:.2f}, {high:.2f}]" in text and "percentile bootstrap over val images" in text
+    assert "Reported weights: the final model (last iteration), epoch 3." in text
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--baseline", "loss=dice"], "'dice' is not a value of axis loss (values: ce, focal)"),
+    (["--baseline", "los=ce"], "unknown axis 'los'"),
+    (["--baseline", "lossce"], "is not AXIS=VALUE"),
+    (["--baseline", "loss=ce", "--baseline", "loss=focal"], "gives axis loss twice"),
+    (["--margin", "-0.1"], "must be zero or positive"),
+])
+def test_bad_options_are_one_line_errors_and_write_nothing(results: Path, tmp_path: Path, options: list[str],
+                                                           message: str):
+    output, report = run_report(results, tmp_path / "report", *options)
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], output
+    assert not report.exists()
+
+
+def test_grid_axis_order_names_losses_as_cells_do(tmp_path: Path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"models": ["fpn", "unet"], "encoders": ["resnet18"],
+                                    "losses": [{"name": "focal", "gamma": 1.0}, "ce", {"name": "ce", "id": "ce-b"}]}))
+    assert grid_axis_order(grid) == {"model": ["fpn", "unet"], "encoder": ["resnet18"],
+                                     "loss": ["focal-g1", "ce", "ce-b"]}
+    grid.write_text("models: [unclosed")
+    assert grid_axis_order(grid) == {} and grid_axis_order(None) == {}
