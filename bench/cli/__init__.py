@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from segbench.cli import compare_cmd, data_cmd, evaluate_cmd, list_cmd, profile_cmd, report_cmd, run_cmd, summary_cmd
+from segbench.cli import (
+    compare_cmd,
+    data_cmd,
+    evaluate_cmd,
+    list_cmd,
+    predict_cmd,
+    profile_cmd,
+    report_cmd,
+    run_cmd,
+    show_cmd,
+    summary_cmd,
+)
 
 app = typer.Typer(
     name="segbench",
@@ -21,6 +32,8 @@ app.command("summary")(summary_cmd.summary)
 app.command("compare")(compare_cmd.compare)
 app.add_typer(data_cmd.app, name="data")
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("predict")(predict_cmd.predict)
+app.command("show")(show_cmd.show)
 
 
 def main() -> None:

@@ -1,0 +1,147 @@
+"""`segbench show CELL_DIR`: one cell in the terminal, from its record alone.
+
+Configuration, status or error, metrics, cost, per-class IoU as text bars, and where the cell's files are.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from segbench.cli.common import user_errors
+
+BAR_WIDTH = 30  # characters for an IoU of 1.0
+EIGHTHS = " ▏▎▍▌▋▊▉"  # partial blocks, so a bar's length resolves 1/8 of a character
+
+
+@user_errors
+def show(cell_dir: Path = typer.Argument(..., help="A cell folder of a results folder (<results>/cells/<cell id>).")
+         ) -> None:
+    """Show one cell: configuration, status or error, metrics, cost, per-class IoU and its files."""
+    from segbench.predict import read_cell_record
+
+    record = read_cell_record(cell_dir)
+    console = Console()
+    status = record.get("status")
+    colour = "green" if status == "ok" else "red"
+    console.print(f"[bold]{record.get('cell_id')}[/bold]")
+    console.print(f"status [{colour}]{status}[/{colour}], device {record.get('device', 'n/a')}, "
+                  f"written {record.get('written_at')}", highlight=False)
+    error = record.get("error")
+    if error:
+        console.print(f"[red]error[/red] {error.get('kind')}: {error.get('message')}", highlight=False)
+    console.print(_configuration(record.get("config") or {}))
+    if record.get("metrics"):
+        console.print(_numbers(record, from_matrix=True, title="metrics (val split)"))
+        console.print(_training(record), highlight=False)
+        console.print(_cost(record))
+        console.print(_per_class_iou(record))
+    console.print(_files(Path(cell_dir), record))
+
+
+def _configuration(config: dict[str, Any]) -> Table:
+    """One row per part of the resolved configuration; nested options as key=value."""
+    table = Table("", "", title="configuration", title_justify="left", show_header=False, box=None, padding=(0, 1))
+    for key, value in config.items():
+        if isinstance(value, dict):
+            value = " ".join(f"{k}={_flat(v)}" for k, v in value.items())
+        table.add_row(f"[bold]{key}[/bold]", _flat(value))
+    return table
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flat(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_flat(v) for v in value) + "]"
+    return str(value)
+
+
+def _numbers(record: dict[str, Any], from_matrix: bool, title: str) -> Table:
+    """The catalogue's metrics (or its cost and timing fields) that the record has, formatted as reports show them."""
+    from segbench.metrics.catalogue import CATALOGUE
+    from segbench.records.rows import record_row
+
+    row = record_row(record)
+    table = Table("", "", title=title, title_justify="left", show_header=False, box=None, padding=(0, 1))
+    for metric in CATALOGUE:
+        # The non-summary matrix metrics repeat others for single-label predictions (see the catalogue).
+        shown = metric.summary or not from_matrix
+        if metric.from_matrix == from_matrix and shown and row.get(metric.key) is not None:
+            table.add_row(metric.label, metric.fmt(row[metric.key]))
+    if not table.rows:
+        table.add_row("not measured", "")
+    return table
+
+
+def _cost(record: dict[str, Any]) -> Table:
+    return _numbers(record, from_matrix=False, title="cost")
+
+
+def _training(record: dict[str, Any]) -> str:
+    history = record.get("history") or []
+    if not history:
+        return "training: no history recorded"
+    last = history[-1]
+    return (f"training: {len(history)} epochs, {last.get('iterations')} iterations, final train loss "
+            f"{last.get('train_loss', float('nan')):.4f}; selected: {record.get('selection', 'n/a')} "
+            f"(epoch {record.get('best_epoch')})")
+
+
+def iou_bar(value: float | None, width: int = BAR_WIDTH) -> str:
+    """A text bar of `value` in [0, 1] as `width` characters at 1.0 (eighths of a character resolved)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    eighths = round(max(0.0, min(1.0, value)) * width * 8)
+    return "█" * (eighths // 8) + (EIGHTHS[eighths % 8] if eighths % 8 else "")
+
+
+def _per_class_iou(record: dict[str, Any]) -> Table:
+    classes = (record.get("dataset") or {}).get("classes") or []
+    ious = ((record.get("metrics") or {}).get("per_class") or {}).get("iou") or []
+    table = Table("class", "IoU", "", title="per-class IoU (val split)", title_justify="left", box=None,
+                  padding=(0, 1))
+    for index, iou in enumerate(ious):
+        name = classes[index] if index < len(classes) else str(index)
+        undefined = iou is None or (isinstance(iou, float) and math.isnan(iou))
+        table.add_row(name, "n/a" if undefined else f"{iou:.3f}",
+                      "absent from ground truth and prediction" if undefined else iou_bar(iou))
+    return table
+
+
+def _files(cell_dir: Path, record: dict[str, Any]) -> Table:
+    from segbench.records.paths import (
+        EXAMPLES_DIR,
+        RECORD_FILE,
+        TASK_FILE,
+        TRAIN_STATE_FILE,
+        WORKER_LOG_FILE,
+        checkpoint_path,
+    )
+
+    table = Table("", "", "", title="files", title_justify="left", show_header=False, box=None, padding=(0, 1))
+    examples = cell_dir / EXAMPLES_DIR
+    entries = [("record", cell_dir / RECORD_FILE), ("checkpoint", checkpoint_path(cell_dir, record)),
+               ("training state", cell_dir / TRAIN_STATE_FILE), ("worker log", cell_dir / WORKER_LOG_FILE),
+               ("task", cell_dir / TASK_FILE), ("examples", examples)]
+    for what, path in entries:
+        if path.is_dir():
+            table.add_row(what, str(path), f"{sum(1 for _ in path.glob('*.png'))} PNGs")
+        elif path.is_file():
+            table.add_row(what, str(path), _size(path.stat().st_size))
+        elif what == "checkpoint":
+            table.add_row(what, str(path), "[red]missing[/red]")
+    return table
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"

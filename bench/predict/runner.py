@@ -1,0 +1,245 @@
+"""`predict`: run a trained cell on images, a folder of images or a video, and write what it sees.
+
+Output folder (`out`):
+    labels/<name>.png            one label PNG per image or frame (see outputs.FORMATS); <name> keeps the input's
+                                 relative path and stem (a Cityscapes image keeps its `<city>_<seq>_<frame>_leftImg8bit`
+                                 name, which `segbench evaluate` and cityscapesScripts match)
+    overlays/<name>.png          with `overlay`: the image blended with the class colours, legend underneath
+    <video stem>_overlay.mp4     for a video input: the overlay of every frame
+    predict.json                 what ran (cell, checkpoint, preprocessing, device, batch) and the timing split
+
+Nothing is half-written: every input and option is checked first, the outputs are written into a temporary folder
+beside `out`, which replaces `out` only when every frame is done; on any error the temporary folder is removed.
+
+Preprocessing is the cell's evaluation transform (segbench.datasets.EvalTransform: optional resize to `eval.size`,
+ImageNet normalisation, bottom/right padding to the architecture's multiple) in the evaluation's precision; the
+padding is cropped from the prediction. With `eval.size` set, the prediction made at that size is resized back to the
+input's size by nearest neighbour, so every label PNG has its image's size.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from segbench.devices import resolve_device, synchronize
+from segbench.errors import ConfigError
+from segbench.predict.cell import TrainedCell, load_trained_cell, trained_record
+from segbench.predict.inputs import Frame, InputPlan, plan_input, read_frames
+from segbench.predict.outputs import Overlay, VideoWriter, encode_labels, label_value_table, resize_to, write_png
+from segbench.predict.timing import FrameTimes, TimingSplit
+from segbench.records.store import now_iso
+from segbench.storage import atomic_write_json
+
+LABELS_DIR = "labels"
+OVERLAYS_DIR = "overlays"
+MANIFEST_FILE = "predict.json"
+
+
+@dataclass
+class Prediction:
+    out: Path
+    frames: int
+    video: Path | None  # the overlay video, for a video input
+    manifest: dict[str, Any]  # the content of predict.json
+
+
+@dataclass
+class _Pending:
+    frame: Frame
+    tensor: torch.Tensor  # float32 [3, H', W'], padded
+    size: tuple[int, int]  # (H, W) of the model input before padding
+    times: FrameTimes
+
+
+@dataclass
+class _Outputs:
+    """Where and how each frame's prediction is written (all under the staging folder)."""
+
+    folder: Path
+    table: np.ndarray | None  # class index -> written value; None for colours
+    painter: Overlay | None  # overlays for PNGs and/or the video
+    overlay_pngs: bool
+    video: VideoWriter | None
+
+
+def predict(cell_dir: Path, input_path: Path, out: Path, label_format: str = "trainids", overlay: bool = False,
+            alpha: float = 0.5, batch_size: int | None = None, device: str = "auto", force: bool = False,
+            progress: Callable[[int], None] | None = None) -> Prediction:
+    """Predict every frame of `input_path` with the cell in `cell_dir` into `out` (layout: module docstring).
+
+    batch_size: frames per forward pass (default: the cell's eval.batch_size); consecutive frames of one size are
+    batched. progress: called with the number of frames done. Raises SegbenchError for bad input, before writing.
+    """
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, not {batch_size}.")
+    torch_device = torch.device(resolve_device(device))
+    # The cheap checks first, so that a typo is reported at once and not after loading the model.
+    record = trained_record(cell_dir)
+    table = label_value_table(record, label_format)
+    plan = plan_input(input_path)
+    out = Path(out)
+    _check_out(out, plan, force)
+    dataset = record["dataset"]
+    painter = Overlay(dataset["classes"], dataset["palette"], dataset["ignore_index"], alpha,
+                      fixed_legend=plan.is_video) if overlay or plan.is_video else None
+    trained = load_trained_cell(cell_dir, torch_device)
+    batch_size = batch_size or trained.cell.eval.batch_size
+
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    first_new = next((folder for folder in reversed([out.parent, *out.parent.parents]) if not folder.exists()), None)
+    staging.mkdir(parents=True)
+    video = None
+    try:
+        if plan.is_video:
+            video = VideoWriter(staging / f"{plan.video.stem}_overlay.mp4", plan.fps)
+        outputs = _Outputs(staging, table, painter, overlay, video)
+        timing = _predict_frames(trained, plan, outputs, batch_size, progress)
+        manifest = _manifest(trained, plan, label_format, overlay, alpha, batch_size, video, timing)
+        atomic_write_json(staging / MANIFEST_FILE, manifest)
+        _replace(staging, out)
+    except BaseException:
+        if video is not None:
+            video.close()
+        shutil.rmtree(first_new or staging, ignore_errors=True)  # with any folders made to hold it
+        raise
+    return Prediction(out, manifest["frames"], out / video.path.name if video else None, manifest)
+
+
+def _check_out(out: Path, plan: InputPlan, force: bool) -> None:
+    """Refuse an --out that holds other files, or that lies inside the input folder (a rerun would read it)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; name a folder to write the predictions into.")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MANIFEST_FILE).is_file():
+            raise ConfigError(f"--out {out} already holds files that predict did not write; choose a new folder.")
+        if not force:
+            raise ConfigError(f"--out {out} holds an earlier prediction; choose a new folder or pass --force to "
+                              "replace it.")
+    if plan.source.is_dir() and out.resolve().is_relative_to(plan.source.resolve()):
+        raise ConfigError(f"--out {out} is inside the --input folder {plan.source}; a later run would read the "
+                          "predictions as input, so choose a folder outside it.")
+
+
+def _replace(staging: Path, out: Path) -> None:
+    """Move the finished staging folder to `out`, replacing an earlier prediction (or an empty folder) there."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _predict_frames(trained: TrainedCell, plan: InputPlan, outputs: _Outputs, batch_size: int,
+                    progress: Callable[[int], None] | None) -> TimingSplit:
+    """Decode, preprocess and batch the frames; consecutive frames of one padded shape share a forward pass."""
+    timing = TimingSplit()
+    pending: list[_Pending] = []
+
+    def flush() -> None:
+        if len(timing.rows) == len(pending):  # untimed warm-up: lazy initialisation, cuDNN autotuning
+            _forward(trained, torch.stack([item.tensor for item in pending]).to(trained.device))
+        _run_batch(trained, pending, outputs)
+        pending.clear()
+        if progress is not None:
+            progress(len(timing.rows))
+
+    for frame in read_frames(plan):
+        times = timing.new_frame()
+        times["decode"] = frame.decode_s
+        start = time.perf_counter()
+        width, height = frame.image.size
+        # EvalTransform works on (image, label) pairs, so it gets an unused all-zero label of the image's size.
+        tensor, _ = trained.transform(frame.image, np.zeros((height, width), dtype=np.uint8))
+        size = trained.transform.size or (height, width)
+        times["preprocess"] = time.perf_counter() - start
+        if pending and (tensor.shape != pending[0].tensor.shape or len(pending) == batch_size):
+            flush()
+        pending.append(_Pending(frame, tensor, size, times))
+    if pending:
+        flush()
+    if outputs.video is not None:
+        start = time.perf_counter()
+        outputs.video.close()  # finishing the file is part of writing the last frame
+        timing.rows[-1]["write"] += time.perf_counter() - start
+    return timing
+
+
+@torch.inference_mode()
+def _forward(trained: TrainedCell, images: torch.Tensor) -> torch.Tensor:
+    """Logits [N, C, H', W'] of a batch already on the device, in the evaluation's precision."""
+    with trained.autocast():
+        return trained.model(images)
+
+
+def _run_batch(trained: TrainedCell, batch: list[_Pending], outputs: _Outputs) -> None:
+    """Predict one batch and write each frame's outputs, adding each stage's time to the frames' rows."""
+    rows = [item.times for item in batch]
+    device = trained.device
+    start = time.perf_counter()
+    images = torch.stack([item.tensor for item in batch]).to(device)
+    synchronize(device)
+    TimingSplit.share(rows, "preprocess", time.perf_counter() - start)
+
+    start = time.perf_counter()
+    logits = _forward(trained, images)
+    synchronize(device)
+    TimingSplit.share(rows, "model", time.perf_counter() - start)
+
+    start = time.perf_counter()
+    classes = logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
+    TimingSplit.share(rows, "postprocess", time.perf_counter() - start)
+
+    for item, pred in zip(batch, classes, strict=True):
+        start = time.perf_counter()
+        height, width = item.size
+        native = (item.frame.image.size[1], item.frame.image.size[0])
+        pred = resize_to(np.ascontiguousarray(pred[:height, :width]), native)
+        values = encode_labels(pred, outputs.table, trained.palette, trained.ignore_index)
+        rendered = outputs.painter.render(item.frame.image, pred) if outputs.painter is not None else None
+        item.times["postprocess"] += time.perf_counter() - start
+
+        start = time.perf_counter()
+        write_png(outputs.folder / LABELS_DIR / f"{item.frame.name}.png", values)
+        if outputs.overlay_pngs:
+            write_png(outputs.folder / OVERLAYS_DIR / f"{item.frame.name}.png", rendered)
+        if outputs.video is not None:
+            outputs.video.append(rendered)
+        item.times["write"] += time.perf_counter() - start
+
+
+def _manifest(trained: TrainedCell, plan: InputPlan, label_format: str, overlay: bool, alpha: float,
+              batch_size: int, video: VideoWriter | None, timing: TimingSplit) -> dict[str, Any]:
+    cell = trained.cell
+    summary = timing.summary()
+    return {
+        "written_at": now_iso(),
+        "cell_id": trained.record["cell_id"],
+        "cell_dir": str(trained.cell_dir),
+        "checkpoint": str(trained.checkpoint),
+        "input": {"path": str(plan.source), "kind": "video" if plan.is_video else "images", "fps": plan.fps},
+        "frames": summary["frames"],
+        "format": label_format,
+        "labels": LABELS_DIR,
+        "overlays": OVERLAYS_DIR if overlay else None,
+        "alpha": alpha if overlay or plan.is_video else None,
+        "video": video.path.name if video is not None else None,
+        "classes": trained.classes,
+        "preprocessing": {
+            "transform": repr(trained.transform),
+            "eval_size": list(cell.eval.size) if cell.eval.size else None,
+            "resized_back": cell.eval.size is not None,
+        },
+        "device": str(trained.device),
+        "autocast": trained.autocast_dtype,
+        "batch_size": batch_size,
+        "timing": summary,
+    }

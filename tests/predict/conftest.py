@@ -1,0 +1,53 @@
+"""One tiny trained cell, shared by the tests of predict, show, TensorBoard logging (trained once per session)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from segbench.cli import app
+
+# Images of 56x120 are not multiples of unet's 32, so evaluation pads them and predict must crop the padding away;
+# 3 val images at eval batch 2 make a full and a partial batch.
+SYNTHETIC = {"n_train": 4, "n_val": 3, "height": 56, "width": 120, "seed": 11}
+GRID = {
+    "name": "predict",
+    "datasets": [{"name": "synthetic", "params": SYNTHETIC}],
+    "models": ["unet"],
+    "encoders": ["resnet18"],
+    "losses": ["ce"],
+    "seeds": [0],
+    "train": {"epochs": 1, "batch_size": 2, "crop": [56, 120], "lr": 0.001},
+    "eval": {"batch_size": 2},
+    "measure": {"enabled": False},
+}
+
+
+@dataclass(frozen=True)
+class TrainedCell:
+    results: Path
+    cell_dir: Path
+    record: dict
+    val_images: Path  # the Cityscapes-format folder of the cell's val images (leftImg8bit/val)
+
+
+@pytest.fixture(scope="session")
+def trained_cell(tmp_path_factory: pytest.TempPathFactory) -> TrainedCell:
+    from segbench.datasets import build_dataset, parse_dataset_params
+
+    base = tmp_path_factory.mktemp("predict-cell")
+    grid = base / "grid.yaml"
+    grid.write_text(yaml.safe_dump(GRID))
+    results = base / "results"
+    outcome = CliRunner().invoke(app, ["run", str(grid), "--results", str(results), "--device", "cpu"])
+    assert outcome.exit_code == 0, outcome.output
+    (record_path,) = sorted(results.glob("cells/*/record.json"))
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "ok", record.get("error")
+    val = build_dataset("synthetic", parse_dataset_params("synthetic", SYNTHETIC), "val", None)
+    return TrainedCell(results, record_path.parent, record, val.root / "leftImg8bit" / "val")
