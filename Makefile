@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: install  ## train the quickstart grid on the built-in street scenes and print the leaderboard
+demo: install  ## train the quickstart grid (4 cells, a few minutes on 2 CPU cores) and print the leaderboard
 	$(SEGBENCH) run grids/quickstart.yaml --results runs/quickstart
 
 test: install  ## lint, then the whole test suite (CPU only)
@@ -52,8 +52,38 @@ baseline: ci-results  ## refresh the committed baseline on purpose (after an int
 	cp $(CI_RESULTS)/summary.json $(BASELINE)
 	@echo "baseline written to $(BASELINE); commit it"
 
+# Each benchmark times segbench against a plain alternative in the same run and fails when the ratio misses its
+# target, so `make bench` exits non-zero; the ratios are printed together at the end.
 bench: install  ## benchmarks of segbench itself against plain alternatives (pytest-benchmark), printed as ratios
 	$(PY) -m pytest tests/benchmarks --benchmark-only
+
+# The GPU check, for a machine with a CUDA GPU (never part of `make test`). Such a machine may reach no package
+# registry: `make gpu-wheels`, run where PyPI is reachable, gathers into $(GPU_WHEELS)/ what a Python 3.12 with
+# PyTorch, torchvision, timm, typer, rich, pandas, matplotlib, PyYAML, scipy and tensorboard lacks, at the versions
+# installed in $(VENV); there, `make gpu-check` installs them (pip --no-index --no-deps, into .gpu-site/) and runs
+# scripts/gpu_check.py with that machine's own Python.
+GPU_WHEELS ?= .gpu-wheels
+GPU_PYTHON ?= python3
+GPU_PYTHON_VERSION ?= 3.12
+# Pure Python (fvcore, iopath and yacs exist only as source packages: pip wheel builds them here).
+GPU_PURE_PACKAGES := segmentation-models-pytorch torchinfo fvcore iopath yacs termcolor pydantic annotated-types \
+	typing-inspection typing-extensions
+GPU_PLATFORMS := --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+
+.PHONY: gpu-wheels gpu-check
+gpu-wheels: install  ## wheels for a GPU machine without registries, into .gpu-wheels/ (run where PyPI is reachable)
+	rm -rf $(GPU_WHEELS) && mkdir -p $(GPU_WHEELS)
+	pinned="$$($(PY) -c "import sys; from importlib.metadata import version; \
+		print(' '.join(f'{name}=={version(name)}' for name in sys.argv[1:]))" $(GPU_PURE_PACKAGES))" && \
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir $(GPU_WHEELS) $$pinned
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --implementation cp \
+		--python-version $(GPU_PYTHON_VERSION) $(GPU_PLATFORMS) --dest $(GPU_WHEELS) \
+		"pydantic-core==$$($(PY) -c "from importlib.metadata import version; print(version('pydantic-core'))")"
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir $(GPU_WHEELS) .
+	@ls $(GPU_WHEELS) && du -sh $(GPU_WHEELS)
+
+gpu-check:  ## on a machine with a CUDA GPU: train grids/gpu-check.yaml, check its records, print speed and MFU
+	$(GPU_PYTHON) scripts/gpu_check.py $(if $(wildcard $(GPU_WHEELS)/*.whl),--wheels $(GPU_WHEELS))
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache .benchmarks

@@ -42,6 +42,8 @@ def git_commit() -> str | None:
 
 
 def device_description(device: Any) -> dict[str, Any]:
+    """The device a number was measured on: name, threads; on CUDA memory, capability, CUDA and cuDNN versions,
+    cuDNN autotuning and the TF32 settings."""
     import torch
 
     info: dict[str, Any] = {"type": device.type, "torch_threads": torch.get_num_threads()}
@@ -54,10 +56,23 @@ def device_description(device: Any) -> dict[str, Any]:
             cuda=torch.version.cuda,
             cudnn=torch.backends.cudnn.version(),
             cudnn_benchmark=torch.backends.cudnn.benchmark,
+            tf32=tf32_settings(),
         )
     else:
         info["name"] = platform.processor() or platform.machine()
     return info
+
+
+def tf32_settings() -> dict[str, Any]:
+    """Whether float32 matrix products and convolutions may run on TF32 tensor cores (10-bit mantissa): PyTorch's
+    flags as they stand; the MFU of an fp32 run is taken against the TF32 peak when either allows it."""
+    import torch
+
+    return {
+        "matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+    }
 
 
 def environment(device: Any) -> dict[str, Any]:

@@ -76,7 +76,8 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         loss = super().forward(logits, target)
-        return torch.nan_to_num(loss, nan=0.0) if not (target != self.ignore_index).any() else loss
+        # torch.where rather than an `if` on the tensor, which would make the host wait for the device every step.
+        return torch.where((target != self.ignore_index).any(), loss, torch.zeros_like(loss))
 
 
 @LOSSES.register("ce")

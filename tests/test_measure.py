@@ -27,7 +27,7 @@ from segbench.measure import (
 from segbench.models import build_model
 
 CPU = torch.device("cpu")
-TINY_SETTINGS = MeasureConfig(warmup=1, iters=5, batch_size=2)
+TINY_SETTINGS = MeasureConfig(budget_s=None, warmup=1, iters=5, batch_size=2)
 
 
 def tiny_net() -> nn.Module:
@@ -98,7 +98,7 @@ def test_latency_stats_are_a_monotone_distribution():
 
 def test_measure_latency_records_conditions_and_the_reference_ratio():
     threads = torch.get_num_threads()
-    settings = MeasureConfig(warmup=1, iters=4, batch_size=3, threads=1)
+    settings = MeasureConfig(budget_s=None, warmup=1, iters=4, batch_size=3, threads=1)
     latency = measure_latency(tiny_net(), (3, 32, 64), CPU, settings)
     assert torch.get_num_threads() == threads  # restored after timing
     for key, batch in (("batch_1", 1), ("batch_n", 3)):
@@ -152,7 +152,7 @@ def test_training_step_memory_uses_the_batch_size_the_cell_trained_with(tmp_path
     dataset = DatasetSpec(name="synthetic", params={"n_train": 4, "n_val": 1, "height": 32, "width": 64, "seed": 0})
     cell = Cell(dataset=dataset, model="unet", encoder="resnet18", loss=LossSpec(name="ce"), seed=0,
                 train=TrainConfig(iterations=1, batch_size=4, crop=(32, 64)), eval=EvalConfig(batch_size=1),
-                measure=MeasureConfig(warmup=1, iters=1, batch_size=1, macs=False))
+                measure=MeasureConfig(budget_s=None, warmup=1, iters=1, batch_size=1, macs=False))
     parts = train_and_evaluate(cell, tmp_path, CPU, emit=lambda event: None, cache_dir=tmp_path, batch_size=2)
     assert parts["train_batch_size"] == 2
     train_step = parts["cost"]["memory"]["train_step"]
@@ -162,8 +162,8 @@ def test_training_step_memory_uses_the_batch_size_the_cell_trained_with(tmp_path
 
 
 def test_measurements_can_be_switched_off():
-    cost = cell_cost(tiny_net(), _cell(MeasureConfig(warmup=1, iters=2, batch_size=2, macs=False, memory=False)),
-                     (3, 16, 16), "cpu", train_batch_size=2)
+    settings = MeasureConfig(budget_s=None, warmup=1, iters=2, batch_size=2, macs=False, memory=False)
+    cost = cell_cost(tiny_net(), _cell(settings), (3, 16, 16), "cpu", train_batch_size=2)
     assert "macs" not in cost and "memory" not in cost and cost["latency"]["batch_1"]["n"] == 2
 
 
@@ -200,8 +200,8 @@ def test_cuda_memory_and_latency_on_a_gpu():
 def test_profile_command_prints_and_writes_json(tmp_path: Path):
     out = tmp_path / "profile.json"
     result = CliRunner().invoke(app, ["profile", "--model", "unet", "--encoder", "resnet18", "--classes", "5",
-                                      "--size", "60x100", "--batch", "2", "--warmup", "1", "--iters", "2",
-                                      "--device", "cpu", "--no-memory", "--json", str(out)])
+                                      "--size", "60x100", "--batch", "2", "--budget", "0", "--warmup", "1",
+                                      "--iters", "2", "--device", "cpu", "--no-memory", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "latency ratio" in result.output and "GMACs" in result.output
     profile = json.loads(out.read_text())

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from segbench.cli.common import parse_size, user_errors
+from segbench.cli.common import err_console, parse_size, user_errors
 from segbench.errors import ConfigError
 
 
@@ -20,10 +20,15 @@ def profile(
     size: str = typer.Option("512x1024", "--size", help="Input HEIGHTxWIDTH (padded to the model's multiple)."),
     batch: int = typer.Option(8, "--batch", min=1, help="Batch size for throughput and memory (latency also at 1)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    warmup: int = typer.Option(10, "--warmup", min=1, help="Untimed warm-up iterations."),
-    iters: int = typer.Option(50, "--iters", min=1, help="Timed iterations per batch size."),
+    budget: float | None = typer.Option(None, "--budget", min=0, help="Seconds for latency timing, both batch sizes "
+                                        "together (default: measure.budget_s's); 0 runs exactly --warmup/--iters."),
+    warmup: int | None = typer.Option(None, "--warmup", min=1, help="Untimed warm-up iterations, at least "
+                                      "(default: measure.warmup's)."),
+    iters: int | None = typer.Option(None, "--iters", min=1, help="Timed iterations per batch size, at least "
+                                     "(default: measure.iters's)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads while timing (default: torch's)."),
-    autocast: str = typer.Option("none", "--autocast", help="none, bfloat16 or float16 (CUDA only)."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on a GPU with bfloat16, else fp32), fp32, "
+                                  "bf16 or fp16: the autocast dtype, as train.precision in grids."),
     macs: bool = typer.Option(True, "--macs/--no-macs", help="Count MACs with fvcore."),
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory of a training step and an "
                                 "inference batch (a fresh process on the CPU)."),
@@ -33,21 +38,28 @@ def profile(
     import torch
 
     from segbench.datasets.transforms import padded_size
-    from segbench.devices import resolve_device
+    from segbench.devices import PRECISIONS, resolve_device, resolve_precision
     from segbench.grid.schema import MeasureConfig
     from segbench.measure import measure_model
     from segbench.models import MODELS, build_model
     from segbench.storage import atomic_write_json
 
-    if autocast not in ("none", "bfloat16", "float16"):
-        raise ConfigError(f"--autocast must be none, bfloat16 or float16, not '{autocast}'.")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, not '{precision}'.")
     requested = parse_size(size)
     height, width = padded_size(requested, MODELS.get(model).pad_multiple)
-    settings = MeasureConfig(warmup=warmup, iters=iters, batch_size=batch, macs=macs, memory=memory, threads=threads)
+    # Options left out keep MeasureConfig's defaults, the grid's, so profile and a grid cell measure alike.
+    counts = {key: value for key, value in {"warmup": warmup, "iters": iters, "budget_s": budget}.items()
+              if value is not None}
+    if budget == 0:
+        counts["budget_s"] = None
+    settings = MeasureConfig(batch_size=batch, macs=macs, memory=memory, threads=threads, **counts)
     torch_device = torch.device(resolve_device(device))
     network = build_model(model, encoder=encoder, classes=classes)
     cost = measure_model(network, (3, height, width), torch_device, settings,
-                         autocast_dtype=None if autocast == "none" else autocast)
+                         precision=resolve_precision(precision, torch_device),
+                         progress=lambda line: err_console.print(f"[dim]profile:[/] {line}", highlight=False,
+                                                                 soft_wrap=True))
     result = {"model": model, "encoder": encoder, "classes": classes, "requested_size": list(requested),
               "device": str(torch_device), "cost": cost}
     print_profile(Console(), result)
@@ -73,14 +85,18 @@ def print_profile(console: Console, result: dict) -> None:
     ]
     for key in ("batch_1", "batch_n"):
         stats = latency[key]
-        rows.append((f"latency batch {stats['batch_size']}: p50 / p90 / mean +- std (ms, n={stats['n']})",
+        rows.append((f"latency batch {stats['batch_size']}: p50 / p90 / mean +- std "
+                     f"(ms, n={stats['n']} after {stats['warmup']} warm-up)",
                      f"{stats['latency_ms_p50']:.2f} / {stats['latency_ms_p90']:.2f} / "
                      f"{stats['latency_ms_mean']:.2f} +- {stats['latency_ms_std']:.2f}"))
         rows.append((f"throughput batch {stats['batch_size']} (images/s)", f"{stats['throughput_images_per_s']:.1f}"))
     rows.append(("reference workload p50 (ms)", f"{latency['reference']['latency_ms_p50']:.2f}"))
+    budget = latency["conditions"]["budget_s"]
+    rows.append(("latency timing: budget / spent (s)",
+                 f"{'none' if budget is None else f'{budget:g}'} / {latency['conditions']['timing_s']:.1f}"))
     rows.append(("latency ratio (model / reference)", f"{latency['latency_ratio']:.3f}"))
     conditions = latency["conditions"]
-    rows.append(("conditions", f"{conditions['threads']} threads, autocast {conditions['autocast'] or 'off'}, "
+    rows.append(("conditions", f"{conditions['threads']} threads, precision {conditions['precision']}, "
                                f"cudnn.benchmark {conditions['cudnn_benchmark']}"))
     memory = cost.get("memory") or {}
     for phase in ("train_step", "inference"):

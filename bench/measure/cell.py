@@ -7,35 +7,40 @@ from typing import Any
 import torch
 from torch import nn
 
-from segbench.devices import autocast_dtype as cell_autocast_dtype
+from segbench.devices import AUTOCAST_DTYPES, resolve_precision
 from segbench.grid.cells import Cell
 from segbench.grid.schema import MeasureConfig
-from segbench.measure.latency import measure_latency
+from segbench.measure.latency import Progress, measure_latency
 from segbench.measure.macs import count_macs
 from segbench.measure.memory import measure_memory
 from segbench.measure.params import count_params
 
 
 def measure_model(model: nn.Module, input_shape: tuple[int, int, int], device: torch.device, settings: MeasureConfig,
-                  train_shape: tuple[int, ...] | None = None, autocast_dtype: str | None = None,
-                  optimizer: str = "adamw") -> dict[str, Any]:
+                  train_shape: tuple[int, ...] | None = None, precision: str = "fp32",
+                  optimizer: str = "adamw", progress: Progress | None = None) -> dict[str, Any]:
     """Parameters, MACs (batch 1), latency (batch 1 and N, with the reference ratio) and peak memory of `model`.
 
     input_shape: (C, H, W) of one evaluation input after padding; train_shape: [B, C, H, W] of a training batch
-    (defaults to `settings.batch_size` inputs of `input_shape`).
+    (defaults to `settings.batch_size` inputs of `input_shape`); precision: 'fp32', 'bf16' or 'fp16' (autocast).
+    progress receives one line before each measurement (and per latency phase).
     """
+    progress = progress or (lambda line: None)
     model = model.to(device).eval()
     train_shape = tuple(train_shape or (settings.batch_size, *input_shape))
     cost: dict[str, Any] = {"params": count_params(model), "input_shape": list(input_shape)}
     if settings.macs:
+        progress("counting MACs (fvcore trace, batch 1)")
         try:
             cost["macs"] = count_macs(model, (1, *input_shape))
         except Exception as exc:  # a model fvcore cannot trace still gets its other measurements
             cost["macs"] = {"counter": "fvcore", "error": f"{type(exc).__name__}: {exc}"}
-    cost["latency"] = measure_latency(model, input_shape, device, settings, autocast_dtype)
+    cost["latency"] = measure_latency(model, input_shape, device, settings, precision, progress)
     if settings.memory:
+        progress(f"peak memory of a training step at {list(train_shape)} and an inference batch"
+                 f"{' (in a fresh process)' if device.type == 'cpu' else ''}")
         cost["memory"] = measure_memory(model, (settings.batch_size, *input_shape), train_shape, device,
-                                        autocast_dtype, optimizer)
+                                        AUTOCAST_DTYPES[precision], optimizer)
     model.eval()
     return cost
 
@@ -52,4 +57,4 @@ def cell_cost(model: nn.Module, cell: Cell, input_shape: tuple[int, int, int], d
     device = torch.device(device)
     train_shape = (train_batch_size, input_shape[0], *cell.train.crop)
     return measure_model(model, tuple(input_shape), device, cell.measure, train_shape,
-                         cell_autocast_dtype(cell.train, device), cell.train.optimizer)
+                         resolve_precision(cell.train.precision, device), cell.train.optimizer)
