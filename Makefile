@@ -16,8 +16,13 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: install  ## train the quickstart grid (4 cells, a few minutes on 2 CPU cores) and print the leaderboard
-	$(SEGBENCH) run grids/quickstart.yaml --results runs/quickstart
+# On a CPU with two or more threads the demo runs two cells at a time, one thread each: two single-threaded steps
+# use two cores better than one two-threaded step does, and one cell's start-up and evaluation overlap the other's
+# training (2 min instead of 2 min 40 s on the 2-core development machine). On a GPU: one cell per GPU, as always.
+DEMO_FLAGS ?= $(shell $(PY) -c "import torch; print('--parallel 2' if not torch.cuda.is_available() \
+	and torch.get_num_threads() >= 2 else '')")
+demo: install  ## train the quickstart grid (4 cells, within 5 minutes on 2 CPU cores) and print the leaderboard
+	$(SEGBENCH) run grids/quickstart.yaml --results runs/quickstart $(DEMO_FLAGS)
 
 test: install  ## lint, then the whole test suite (CPU only)
 	$(VENV)/bin/ruff check .

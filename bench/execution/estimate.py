@@ -2,11 +2,11 @@
 
 On the CPU training dominates a cell, and a training step's time grows with the pixels it pushes through the
 network: iterations x batch x crop height x crop width x a per-model constant. The constants were measured on
-segbench's development machine, a 2-core x86 server CPU, at batch 4 of 64x128 crops (the quickstart's), where the
-per-step cost of the optimizer update still weighs, so larger batches come out a little long. That machine was never
-idle enough to time two threads directly: the constants are the minimum one-thread CPU time per step over repeated
-runs, divided by TWO_THREAD_SPEEDUP. Machines differ by 2-3x for the same grid, so the line says so. On a GPU
-nothing is estimated: speeds there differ by orders of magnitude.
+segbench's development machine, a 2-core x86 server CPU (2 PyTorch threads, fp32, nothing else running), at batch 4
+of 64x128 crops with the data loading of a real run; there U-Net/ResNet-18 takes 0.30-0.35 s per step at batch 8, a
+machine whose 0.70 s makes it about twice as slow. At batch 4 the optimizer's per-step cost still weighs, so larger
+batches come out a little long, and so do runs with several cells in flight (`--parallel`), whose single-threaded
+parts (start-up, evaluation) overlap. On a GPU nothing is estimated: speeds there differ by orders of magnitude.
 """
 
 from __future__ import annotations
@@ -16,23 +16,23 @@ from pathlib import Path
 
 from segbench.grid.cells import Cell
 
-TWO_THREAD_SPEEDUP = 1.7  # oneDNN convolutions of these sizes on two cores against one
 _PIXELS = 4 * 64 * 128  # one measured step: batch 4 of 64x128 crops
-# Seconds per training pixel (step time / (batch x crop H x crop W)) on the 2-core development CPU.
+# Seconds per training pixel (step time / (batch x crop H x crop W)) on the 2-core development CPU: the median step
+# time of the quickstart's cells for ResNet-18, of bare steps plus the loading time for MobileNet-V2.
 SECONDS_PER_PIXEL: dict[tuple[str, str], float] = {
-    (model, encoder): one_thread_step_s / TWO_THREAD_SPEEDUP / _PIXELS
-    for (model, encoder), one_thread_step_s in {
-        ("unet", "resnet18"): 0.372,
-        ("fpn", "resnet18"): 0.311,
-        ("unet", "mobilenet_v2"): 0.330,
-        ("fpn", "mobilenet_v2"): 0.195,
+    (model, encoder): step_s / _PIXELS
+    for (model, encoder), step_s in {
+        ("unet", "resnet18"): 0.225,
+        ("fpn", "resnet18"): 0.19,
+        ("unet", "mobilenet_v2"): 0.25,
+        ("fpn", "mobilenet_v2"): 0.185,
     }.items()
 }
 # Any other model or encoder: the dearest known one, since an estimate that is too low wastes more of a user's time.
 FALLBACK_SECONDS_PER_PIXEL = max(SECONDS_PER_PIXEL.values())
 # Per cell besides training: the worker's start (Python, torch and model imports), the final evaluation, example
 # panels and the MAC count; the latency budget and the memory probe (a fresh process on the CPU) come on top.
-CELL_OVERHEAD_S = 10.0
+CELL_OVERHEAD_S = 9.0
 MEMORY_PROBE_S = 8.0
 SLOWER_MACHINES = "slower machines up to 2-3x"
 
