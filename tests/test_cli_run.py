@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,35 +11,17 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from typer.testing import CliRunner
 
 from segbench.cli import app
 from segbench.records.paths import checkpoint_path
 
-TINY = {
-    "name": "tiny",
-    "datasets": [{"name": "synthetic", "params": {"n_train": 8, "n_val": 4, "height": 64, "width": 128, "seed": 3}}],
-    "models": ["unet"],
-    "encoders": ["resnet18"],
-    "losses": ["ce", "focal"],
-    "seeds": [0],
-    "train": {"epochs": 2, "batch_size": 4, "crop": [64, 128], "lr": 0.001},
-    "eval": {"batch_size": 4},
-    "measure": {"budget_s": None, "warmup": 1, "iters": 2, "batch_size": 2, "memory": False},
-}
+from support.grids import read_records, tiny_grid, write_grid
+
+TINY = tiny_grid(losses=["ce", "focal"], dataset={"seed": 3}, train={"lr": 0.001})
 
 
 WIDE = {"COLUMNS": "200"}  # rich wraps tables to the terminal width; keep cell ids on one line
-
-
-def write_grid(path: Path, document: dict) -> Path:
-    path.write_text(yaml.safe_dump(document))
-    return path
-
-
-def records(results: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted((results / "cells").glob("*/record.json"))}
 
 
 @pytest.mark.slow
@@ -50,7 +31,7 @@ def test_run_records_resume_and_force(tmp_path: Path):
     runner = CliRunner(env=WIDE)
     outcome = runner.invoke(app, ["run", str(grid), "--results", str(results), "--device", "cpu"])
     assert outcome.exit_code == 0, outcome.output
-    found = records(results)
+    found = read_records(results)
     assert len(found) == 2
     for cell_id, record in found.items():
         assert record["status"] == "ok", record.get("error")
@@ -77,13 +58,13 @@ def test_run_records_resume_and_force(tmp_path: Path):
     stamps = {cell_id: record["written_at"] for cell_id, record in found.items()}
     again = runner.invoke(app, ["run", str(grid), "--results", str(results), "--device", "cpu"])
     assert again.exit_code == 0, again.output
-    assert {k: r["written_at"] for k, r in records(results).items()} == stamps
+    assert {k: r["written_at"] for k, r in read_records(results).items()} == stamps
 
     # --force reruns them, and the same seed gives the same numbers (CPU determinism).
     time.sleep(1.1)
     forced = runner.invoke(app, ["run", str(grid), "--results", str(results), "--device", "cpu", "--force"])
     assert forced.exit_code == 0, forced.output
-    rerun = records(results)
+    rerun = read_records(results)
     assert all(rerun[k]["written_at"] != stamps[k] for k in stamps)
     assert all(rerun[k]["confusion_matrix"] == found[k]["confusion_matrix"] for k in stamps)
 
@@ -148,7 +129,7 @@ def test_interrupted_run_resumes_without_redoing_finished_cells(tmp_path: Path):
     deadline = time.monotonic() + 300
     # Wait until the first cell has its record and the second cell's worker is training.
     while time.monotonic() < deadline and not (
-        any(r["status"] == "ok" for r in records(results).values())
+        any(r["status"] == "ok" for r in read_records(results).values())
         and len(list((results / "cells").glob("*/task.json"))) == 2
     ):
         time.sleep(0.2)
@@ -156,13 +137,13 @@ def test_interrupted_run_resumes_without_redoing_finished_cells(tmp_path: Path):
     os.killpg(process.pid, signal.SIGINT)
     output = process.communicate(timeout=120)[0].decode()
     assert process.returncode == 130, output
-    first = records(results)
+    first = read_records(results)
     finished = {k: r["written_at"] for k, r in first.items() if r["status"] == "ok"}
     assert len(finished) == 1, output
     assert sum(r["status"] == "interrupted" for r in first.values()) == 1, output
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**env, "SEGBENCH_FAULT": ""})
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    final = records(results)
+    final = read_records(results)
     assert len(final) == 2 and all(r["status"] == "ok" for r in final.values())
     assert all(final[k]["written_at"] == stamp for k, stamp in finished.items())

@@ -16,17 +16,9 @@ from segbench.analysis.figures import colourise, error_map, pareto_front
 from segbench.cli import app
 from segbench.records.store import load_records, write_record
 
-TINY = {
-    "name": "report-tiny",
-    "datasets": [{"name": "synthetic", "params": {"n_train": 8, "n_val": 4, "height": 64, "width": 128, "seed": 5}}],
-    "models": ["unet"],
-    "encoders": ["resnet18"],
-    "losses": ["ce"],
-    "seeds": [0, 1],
-    "train": {"epochs": 2, "batch_size": 4, "crop": [64, 128], "lr": 0.002},
-    "eval": {"batch_size": 4},
-    "measure": {"budget_s": None, "warmup": 1, "iters": 3, "batch_size": 2, "memory": False},
-}
+from support.grids import tiny_grid
+
+TINY = tiny_grid("report-tiny", seeds=[0, 1], train={"lr": 0.002}, measure={"iters": 3})
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 def test_the_ray_executor_gives_exactly_the_local_executors_results(sweep):
     pytest.importorskip("ray")
     local = sweep("local")
-    done = local.run(executor="local")
+    done = local.run(run_args=())  # the local executor
     assert done.returncode == 0, done.stdout + done.stderr
     on_ray = sweep("ray")
     done = on_ray.run()  # --executor ray, no --address, no --cpus-per-cell: the CLI's defaults

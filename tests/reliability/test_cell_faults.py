@@ -53,7 +53,7 @@ def test_two_cells_in_flight_split_the_cores_and_out_of_memory_is_still_retried(
     process = s.start("--parallel", "2", "--oom-retry", fault="oom_above_batch=2,step_sleep=0.1")
     most_in_flight = 0
     while process.poll() is None:
-        most_in_flight = max(most_in_flight, len(s.workers(process.pid)))
+        most_in_flight = max(most_in_flight, len(s.workers()))
         time.sleep(0.05)
     output = process.communicate()[0]
     assert process.returncode == 0, output

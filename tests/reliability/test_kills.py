@@ -22,7 +22,7 @@ def test_kill_9_of_a_worker_is_recorded_and_the_rerun_completes(sweep):
     s = sweep(train={"epochs": 3, "batch_size": 4, "crop": [64, 128]})
     process = s.start(fault="step_sleep=0.3")
     s.wait_for(lambda: training_started(s), process)
-    victim = s.workers(process.pid)[0]
+    victim = s.workers()[0].pid
     os.kill(victim, signal.SIGKILL)
     output = process.communicate(timeout=600)[0]
     assert process.returncode == 1, output  # a failed cell, the sweep went on
@@ -46,8 +46,8 @@ def test_kill_9_of_a_worker_is_recorded_and_the_rerun_completes(sweep):
 def test_kill_9_of_the_runner_stops_its_worker_and_the_rerun_completes(sweep):
     s = sweep(losses=["ce"])
     process = s.start(fault="step_sleep=0.3")
-    s.wait_for(lambda: bool(s.workers(process.pid)), process)
-    worker = s.workers(process.pid)[0]
+    s.wait_for(lambda: bool(s.workers()), process)
+    worker = s.workers()[0].pid
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     psutil.Process(worker).wait(timeout=120)  # the worker must not train on as an orphan

@@ -1,0 +1,116 @@
+"""Tiny grids for tests that run real cells, and the `segbench run` sweep that trains one into a results folder.
+
+Every end-to-end test starts from `tiny_grid`: one synthetic dataset small enough to train a cell in seconds on a
+CPU, with the latency timing cut to a few fixed iterations and no memory probe. Tests change what they are about
+(models, losses, seeds, epochs, image size) through its keyword arguments, so the shared part lives here once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+# A few fixed latency iterations (no time budget) and no memory probe: the cost of a tiny cell stays at seconds.
+QUICK_MEASURE = {"budget_s": None, "warmup": 1, "iters": 2, "batch_size": 2, "memory": False}
+
+
+def tiny_grid(name: str = "tiny", *, dataset: dict[str, Any] | None = None, train: dict[str, Any] | None = None,
+              eval: dict[str, Any] | None = None, measure: dict[str, Any] | None = None,
+              **sections: Any) -> dict[str, Any]:
+    """A grid document: U-Net/ResNet-18, cross-entropy, seed 0, 2 epochs of batch 4 on 8 synthetic 64x128 scenes.
+
+    dataset, train, eval and measure update the defaults key by key (dataset: the synthetic generator's params);
+    any other keyword (models, encoders, losses, seeds, datasets, ...) replaces that section.
+    """
+    params = {"n_train": 8, "n_val": 4, "height": 64, "width": 128, "seed": 5} | (dataset or {})
+    document: dict[str, Any] = {
+        "name": name,
+        "datasets": [{"name": "synthetic", "params": params}],
+        "models": ["unet"],
+        "encoders": ["resnet18"],
+        "losses": ["ce"],
+        "seeds": [0],
+        "train": {"epochs": 2, "batch_size": 4, "crop": [params["height"], params["width"]]} | (train or {}),
+        "eval": {"batch_size": 4} | (eval or {}),
+        "measure": QUICK_MEASURE | (measure or {}),
+    }
+    return document | sections
+
+
+def write_grid(path: Path, document: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def read_records(results: Path) -> dict[str, dict]:
+    """cell id -> record of every cell folder in a results folder, as written (no validation)."""
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted((results / "cells").glob("*/record.json"))}
+
+
+class Sweep:
+    """A grid file, a results folder and the `segbench run` command (in a subprocess) between them.
+
+    run_args go on every command line (e.g. `--executor ray --address ...`).
+    """
+
+    def __init__(self, folder: Path, document: dict[str, Any], run_args: tuple[str, ...] = ()) -> None:
+        self.grid = write_grid(folder / "grid.yaml", document)
+        self.results = folder / "results"
+        self.run_args = run_args
+
+    def command(self, *extra: str, run_args: tuple[str, ...] | None = None) -> list[str]:
+        return [sys.executable, "-m", "segbench", "run", str(self.grid), "--results", str(self.results),
+                "--device", "cpu", *(self.run_args if run_args is None else run_args), *extra]
+
+    def env(self, fault: str = "") -> dict[str, str]:
+        return {**os.environ, "SEGBENCH_FAULT": fault, "COLUMNS": "200"}
+
+    def run(self, *extra: str, run_args: tuple[str, ...] | None = None, fault: str = "",
+            timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(self.command(*extra, run_args=run_args), capture_output=True, text=True,
+                              timeout=timeout, env=self.env(fault))
+
+    def start(self, *extra: str, fault: str = "") -> subprocess.Popen:
+        # As from a terminal: Ctrl-C is not ignored, even when pytest itself runs as a background job.
+        return subprocess.Popen(self.command(*extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=self.env(fault), start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    def records(self) -> dict[str, dict]:
+        return read_records(self.results)
+
+    def workers(self) -> list[psutil.Process]:
+        """The live worker processes training cells into this results folder, whoever started them (the runner
+        or a Ray node): a worker's command line names its task file inside the cell's folder."""
+        found = []
+        for process in psutil.process_iter(["cmdline", "status"]):
+            try:
+                command = " ".join(process.info["cmdline"] or [])
+                if ("segbench.execution.worker" in command and str(self.results) in command
+                        and process.info["status"] != psutil.STATUS_ZOMBIE):
+                    found.append(process)
+            except psutil.Error:  # it ended while we looked
+                pass
+        return found
+
+    def wait_for(self, condition: Callable[[], bool], process: subprocess.Popen, timeout: float = 300) -> None:
+        """Wait until `condition` holds while `process` (a started run) is still running."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if process.poll() is not None:
+                raise AssertionError(f"the run ended (exit code {process.returncode}) before the condition held:\n"
+                                     f"{process.communicate()[0]}\nrecords: {self.records()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("condition not reached")
+            time.sleep(0.1)
