@@ -29,7 +29,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     grid = root / "grid.yaml"
     grid.write_text(yaml.safe_dump(TINY))
     folder = root / "results"
-    outcome = CliRunner().invoke(app, ["run", str(grid), "--results", str(folder), "--device", "cpu"])
+    outcome = CliRunner().invoke(app, ["run", str(grid), "--results", str(folder), "--device", "cpu",
+                                       "--tensorboard", str(root / "tb")])
     assert outcome.exit_code == 0, outcome.output
     real = sorted(load_records(folder).records, key=lambda r: r["slug"])
     assert [r["status"] for r in real] == ["ok", "ok"]
@@ -66,6 +67,8 @@ def test_report_has_every_section(report: Path):
     assert "pixel accuracy" in text and "docs/metrics.md" in text
     assert "**" in text  # the best value of a column is marked
     assert "micro sensitivity = micro Dice" in text  # the one line on why micro and macro differ
+    # The run logged to TensorBoard: the report says where (2 real cells; the made-up failed and older ones were not).
+    assert "TensorBoard logs (per step) of 2 of these" in text and "`tensorboard --logdir " in text
 
 
 def test_figures_exist_and_are_pngs(report: Path):

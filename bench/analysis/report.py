@@ -22,8 +22,8 @@ from segbench.analysis.seeds import seed_statistics_frame, write_seed_section
 from segbench.analysis.summary import select_latest
 from segbench.errors import ConfigError
 from segbench.metrics.catalogue import fixed
-from segbench.records.paths import cell_dir, cells_dir
-from segbench.records.rows import record_row
+from segbench.records.paths import cell_dir, cells_dir, tensorboard_run
+from segbench.records.rows import record_row, selection_text
 from segbench.records.store import STATUS_OK, load_records, now_iso
 
 MICRO_NOTE = (
@@ -165,7 +165,7 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[dict[str, A
                   "per-class IoU heatmap")
     writer.figure(figures.iou_vs_share_figure(records, best, classes, writer.figures_dir / f"{slug}-iou-vs-share.png",
                                               name), "IoU vs class pixel share")
-    writer.add(f"### Best cell: {best['slug']}", f"Reported weights: {_selection_text(best)}.")
+    writer.add(f"### Best cell: {best['slug']}", f"Reported weights: {selection_text(best)}.")
     writer.figure(figures.confusion_figure(best, classes, writer.figures_dir / f"{slug}-confusion.png", name),
                   "row-normalised confusion matrix")
     examples = figures.examples_figure(best, cell_dir(writer.results, best["cell_id"]),
@@ -174,6 +174,12 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[dict[str, A
     writer.add("### Training curves")
     writer.figure(figures.training_curves_figure(records, writer.figures_dir / f"{slug}-training.png", name),
                   "training loss and val mIoU per epoch")
+    logged = [run for r in records if (run := tensorboard_run(cell_dir(writer.results, r["cell_id"])))]
+    if logged:
+        log_dirs = sorted({run["log_dir"] for run in logged})
+        writer.add(f"TensorBoard logs (per step) of {len(logged)} of these {len(records)} cells, one run per cell "
+                   f"id: {', '.join(f'`{d}`' for d in log_dirs)}; view with "
+                   f"{', '.join(f'`tensorboard --logdir {d}`' for d in log_dirs)}.")
     writer.add("### Cost in detail",
                "Parameters are unique tensors (encoder / decoder split); GFLOPs = 2 x fvcore GMACs at batch 1 "
                f"(input {best_row['macs_input_shape']}). The "
@@ -186,15 +192,6 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[dict[str, A
     if skipped:
         writer.add("Operators fvcore skipped (not in the MAC counts; calls per cell in the CSV): "
                    f"{', '.join(f'`{op}`' for op in skipped)}.")
-
-
-def _selection_text(record: dict[str, Any]) -> str:
-    """Which weights a record reports: its selection rule's description (records before issue 11 hold a sentence)."""
-    selection = record.get("selection")
-    if isinstance(selection, dict):
-        text = selection.get("description") or f"rule {selection.get('rule')}"
-        return f"{text}, epoch {selection['epoch']}" if selection.get("epoch") is not None else text
-    return str(selection or "best val mIoU")
 
 
 def _failed_section(writer: ReportWriter, failed: list[dict[str, Any]], unreadable: list[str]) -> None:

@@ -28,7 +28,7 @@ def run(
     override: list[str] = typer.Option([], "--override", "-o", help="key.path=value, e.g. -o train.epochs=1."),
     cache_dir: Path | None = typer.Option(None, help="Dataset cache (default: $SEGBENCH_CACHE or ~/.cache/segbench)."),
     executor: str = typer.Option("local", "--executor", help="local: worker processes on this host; ray: Ray tasks "
-                                 "on a cluster (pip install 'segbench[ray]')."),
+                                 "on a cluster (pip install 'segbench\\[ray]')."),
     address: str | None = typer.Option(
         None, "--address", help="With --executor ray: the cluster to join, HOST:PORT or auto (the cluster this host "
         "belongs to); default: $RAY_ADDRESS if set, else start a local Ray instance."),
@@ -37,7 +37,7 @@ def run(
         "executor on a local instance; on a cluster, a GPU's share of a node on CUDA, the smallest node on the CPU."),
     tensorboard: Path | None = typer.Option(
         None, "--tensorboard", help="Write TensorBoard logs here (one run per cell: loss, lr, val mIoU, per-class IoU, "
-        "example predictions); needs pip install 'segbench[tensorboard]'. Not part of any cell's hash."),
+        "example predictions); needs pip install 'segbench\\[tensorboard]'. Not part of any cell's hash."),
 ) -> None:
     """Train and evaluate every cell of GRID_FILE; finished cells are skipped, so an interrupted run resumes."""
     from segbench.analysis.leaderboard import print_leaderboard

@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from segbench.cli.common import user_errors
@@ -34,10 +35,16 @@ def show(cell_dir: Path = typer.Argument(..., help="A cell folder of a results f
                   f"written {record.get('written_at')}", highlight=False)
     error = record.get("error")
     if error:
-        console.print(f"[red]error[/red] {error.get('kind')}: {error.get('message')}", highlight=False)
+        console.print(f"[red]error[/red] {escape(str(error.get('kind')))}: {escape(str(error.get('message')))}",
+                      highlight=False)
     console.print(_configuration(record.get("config") or {}))
     if record.get("metrics"):
         console.print(_numbers(record, from_matrix=True, title="metrics (val split)"))
+        interval = (record.get("intervals") or {}).get("miou")
+        if interval:
+            console.print(f"mIoU {100 * interval['low']:.2f}-{100 * interval['high']:.2f} % "
+                          f"({100 * interval['confidence']:.0f}% interval, {interval['method']}, "
+                          f"{interval['resamples']} resamples)", highlight=False)
         console.print(_training(record), highlight=False)
         console.print(_cost(record))
         console.print(_per_class_iou(record))
@@ -69,11 +76,14 @@ def _numbers(record: dict[str, Any], from_matrix: bool, title: str) -> Table:
 
     row = record_row(record)
     table = Table("", "", title=title, title_justify="left", show_header=False, box=None, padding=(0, 1))
+    shown_as: set[str] = set()
     for metric in CATALOGUE:
-        # The non-summary matrix metrics repeat others for single-label predictions (see the catalogue).
-        shown = metric.summary or not from_matrix
+        # The non-summary matrix metrics repeat others for single-label predictions (see the catalogue), and two
+        # entries with one short header are one number in two units (macs, gmacs): the first is shown.
+        shown = (metric.summary or not from_matrix) and metric.short not in shown_as
         if metric.from_matrix == from_matrix and shown and row.get(metric.key) is not None:
             table.add_row(metric.label, metric.fmt(row[metric.key]))
+            shown_as.add(metric.short)
     if not table.rows:
         table.add_row("not measured", "")
     return table
@@ -84,13 +94,14 @@ def _cost(record: dict[str, Any]) -> Table:
 
 
 def _training(record: dict[str, Any]) -> str:
+    from segbench.records.rows import selection_text
+
     history = record.get("history") or []
     if not history:
         return "training: no history recorded"
     last = history[-1]
     return (f"training: {len(history)} epochs, {last.get('iterations')} iterations, final train loss "
-            f"{last.get('train_loss', float('nan')):.4f}; selected: {record.get('selection', 'n/a')} "
-            f"(epoch {record.get('best_epoch')})")
+            f"{last.get('train_loss', float('nan')):.4f}; reported weights: {selection_text(record)}")
 
 
 def iou_bar(value: float | None, width: int = BAR_WIDTH) -> str:
@@ -122,6 +133,7 @@ def _files(cell_dir: Path, record: dict[str, Any]) -> Table:
         TRAIN_STATE_FILE,
         WORKER_LOG_FILE,
         checkpoint_path,
+        tensorboard_run,
     )
 
     table = Table("", "", "", title="files", title_justify="left", show_header=False, box=None, padding=(0, 1))
@@ -136,6 +148,9 @@ def _files(cell_dir: Path, record: dict[str, Any]) -> Table:
             table.add_row(what, str(path), _size(path.stat().st_size))
         elif what == "checkpoint":
             table.add_row(what, str(path), "[red]missing[/red]")
+    logged = tensorboard_run(cell_dir)
+    if logged:
+        table.add_row("TensorBoard", logged["run"], f"tensorboard --logdir {logged['log_dir']}")
     return table
 
 

@@ -142,10 +142,17 @@ class TensorBoardView:
 
     def started(self, cell: Any) -> None:
         from segbench.datasets import dataset_info, parse_dataset_params
+        from segbench.records.paths import TENSORBOARD_FILE, cell_dir
+        from segbench.storage import atomic_write_json
 
         self.display.started(cell)
         info = dataset_info(cell.dataset.name, parse_dataset_params(cell.dataset.name, cell.dataset.params))
         self.log.cell_started(cell.id, list(info.classes))
+        # Tell the cell's folder where its curves are (segbench show and report print it).
+        folder = cell_dir(self.results, cell.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        log_dir = self.log.log_dir.resolve()
+        atomic_write_json(folder / TENSORBOARD_FILE, {"log_dir": str(log_dir), "run": str(log_dir / cell.id)})
 
     def event(self, cell: Any, event: dict[str, Any]) -> None:
         self.display.event(cell, event)

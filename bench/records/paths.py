@@ -11,6 +11,7 @@ Layout of a results folder:
     <results>/cells/<cell id>/task.json      what the runner asked the worker to do
     <results>/cells/<cell id>/worker.log     the worker's stderr
     <results>/cells/<cell id>/examples/      example images, labels and predictions (PNG)
+    <results>/cells/<cell id>/tensorboard.json  where the cell's TensorBoard run is (`segbench run --tensorboard`)
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ PER_IMAGE_COUNTS_FILE = "per_image_counts.npz"
 TRAIN_STATE_FILE = "train_state.pt"
 TASK_FILE = "task.json"
 WORKER_LOG_FILE = "worker.log"
+# Written by `segbench run --tensorboard DIR` (not by the worker): where the cell's TensorBoard run is, so that
+# `segbench show` and `segbench report` can say it; {"log_dir": DIR, "run": DIR/<cell id>}, absolute paths.
+TENSORBOARD_FILE = "tensorboard.json"
 EXAMPLES_DIR = "examples"
 
 
@@ -50,3 +54,14 @@ def checkpoint_path(cell_folder: Path, record: dict | None = None) -> Path:
         if (folder / name).is_file():
             return folder / name
     return folder / (named or CHECKPOINT_FILE)
+
+
+def tensorboard_run(cell_folder: Path) -> dict[str, str] | None:
+    """{"log_dir", "run"} of a cell logged with `segbench run --tensorboard`, or None (not logged, or unreadable)."""
+    import json
+
+    try:
+        found = json.loads((Path(cell_folder) / TENSORBOARD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) and {"log_dir", "run"} <= found.keys() else None

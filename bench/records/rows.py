@@ -177,3 +177,12 @@ def rows_frame(records: list[dict[str, Any]], ranked: bool = False) -> pd.DataFr
     if ranked:
         frame = frame.sort_values("miou", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
     return frame
+
+
+def selection_text(record: dict[str, Any]) -> str:
+    """Which weights a record reports: its selection rule's description (records before issue 11 hold a sentence)."""
+    selection = record.get("selection")
+    if isinstance(selection, dict):
+        text = selection.get("description") or f"rule {selection.get('rule')}"
+        return f"{text}, epoch {selection['epoch']}" if selection.get("epoch") is not None else text
+    return str(selection or "best val mIoU")

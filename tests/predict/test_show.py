@@ -71,3 +71,15 @@ def test_iou_bar_resolves_eighths():
     assert iou_bar(1 / (BAR_WIDTH * 8)) == "▏"
     assert iou_bar(0.0) == "" and iou_bar(float("nan")) == "" and iou_bar(None) == ""
     assert iou_bar(1.7) == iou_bar(1.0)
+
+
+def test_show_says_where_the_tensorboard_run_is(trained_cell, tmp_path):
+    from segbench.records.paths import TENSORBOARD_FILE
+
+    cell = tmp_path / trained_cell.cell_dir.name
+    shutil.copytree(trained_cell.cell_dir, cell)
+    code, output = show(cell)
+    assert code == 0 and "TensorBoard" not in output  # not logged
+    (cell / TENSORBOARD_FILE).write_text(json.dumps({"log_dir": "/logs/tb", "run": f"/logs/tb/{cell.name}"}))
+    code, output = show(cell)
+    assert code == 0 and f"/logs/tb/{cell.name}" in output and "tensorboard --logdir /logs/tb" in output

@@ -9,6 +9,7 @@ import pytest
 
 from segbench.errors import ConfigError
 from segbench.execution.tensorboard import PANEL_GAP, TensorBoardLog
+from segbench.records.paths import cell_dir, tensorboard_run
 
 pytestmark = pytest.mark.slow  # the shared trained cell
 pytest.importorskip("tensorboard")
@@ -110,3 +111,7 @@ def test_the_run_view_feeds_the_display_and_the_log(tmp_path):
     tags = accumulator.Tags()["scalars"]
     assert "val/miou" in tags and "val_iou/road" in tags  # class names from the cell's dataset
     assert len(accumulator.Scalars("val/miou")) == EPOCHS
+    # The cell's folder says where its run is, for `segbench show` and `segbench report`.
+    logged = tensorboard_run(cell_dir(tmp_path / "results", cell.id))
+    log_dir = (tmp_path / "tb").resolve()
+    assert logged == {"log_dir": str(log_dir), "run": str(log_dir / cell.id)}
