@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Sampler, Subset
 
 from segbench.grid.cells import Cell
 
@@ -71,16 +71,16 @@ def loader_settings(cell: Cell, device: torch.device) -> dict[str, Any]:
 
 
 def make_loaders(cell: Cell, train_set, val_set, batch_size: int, device: torch.device,
-                 generator: torch.Generator) -> tuple[DataLoader, DataLoader]:
-    """Shuffled training batches (seeded by `generator`, last partial batch dropped) and ordered evaluation, with
-    the options of `loader_settings`.
+                 generator: torch.Generator, sampler: Sampler | None = None) -> tuple[DataLoader, DataLoader]:
+    """Shuffled training batches (seeded by `generator`, or drawn by `sampler`, e.g. a rank's DistributedSampler;
+    last partial batch dropped) and ordered evaluation, with the options of `loader_settings`.
 
     Loader processes draw their seeds from `generator` once, when they start: an uninterrupted run is reproducible,
     but a run resumed after a crash only repeats its augmentations exactly with num_workers 0 (the CPU default).
     """
     loader_args = loader_settings(cell, device)
-    train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator,
-                              **loader_args)
+    train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+                              drop_last=True, generator=generator, **loader_args)
     val_loader = DataLoader(val_set, batch_size=cell.eval.batch_size, shuffle=False, **loader_args)
     return train_loader, val_loader
 

@@ -59,11 +59,15 @@ class StepSetup:
     warmup_steps: int = 1  # the first steps of this process, timed apart (cuDNN autotuning, torch.compile)
     warmup_seconds: float | None = None  # their wall time, set once they ran
     optimizer_steps: int = 0  # optimizer.step calls that ran in this process
+    # Several ranks: the mean of a window's losses over the ranks (segbench.cell.distributed), so all report and
+    # stop at the same values; None for one process.
+    loss_reduction: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def step_setup(model: torch.nn.Module, optimizer: torch.optim.Optimizer, autocast, *, precision: str,
                device: torch.device, channels_last: bool, compile_mode: str | None,
-               cudnn_benchmark: bool) -> StepSetup:
+               cudnn_benchmark: bool, loss_reduction: Callable[[torch.Tensor], torch.Tensor] | None = None
+               ) -> StepSetup:
     """The StepSetup of a run: torch.compile(model, mode=compile_mode) when asked (the caller keeps `model` itself
     for evaluation and saving), a GradScaler for fp16, channels_last inputs when the model was converted."""
     setup = StepSetup(
@@ -73,6 +77,7 @@ def step_setup(model: torch.nn.Module, optimizer: torch.optim.Optimizer, autocas
         memory_format=torch.channels_last if channels_last else torch.contiguous_format,
         cudnn_benchmark=cudnn_benchmark,
         warmup_steps=3 if compile_mode else 1,  # reduce-overhead records its CUDA graphs on the third call
+        loss_reduction=loss_reduction,
     )
     # With a non-fused optimizer GradScaler reads its inf/NaN check on the host (its own wait for the device, once per
     # fp16 step) and calls optimizer.step only when the gradients are finite: counting the calls tells the skipped
@@ -92,13 +97,14 @@ def train_epoch(model: torch.nn.Module, criterion: torch.nn.Module, optimizer: t
                 total_iters: int, lr_at: Callable[[int], float], emit: Emit) -> dict[str, Any]:
     """Train until the end of `loader` or `total_iters`; returns the epoch's history row (loss, lr, time in s).
 
-    `model` is the module whose train/eval mode is set; the steps call `setup.model` (the same one, or compiled).
+    `model` is the module whose train/eval mode is set; the steps call `setup.model` (the same one, its
+    DistributedDataParallel wrapper, or either compiled).
     Appends one entry per check window to state.step_times: the window's mean step time in s, measured between two
     synchronised reads.
     """
     model.train()
     epoch_start = time.perf_counter()
-    window = _Window(state.iteration, epoch_start)
+    window = _Window(state.iteration, epoch_start, setup.loss_reduction)
     loss_sum, steps = 0.0, 0
     if setup.warmup_seconds is None:  # a short first epoch ends the warm-up early
         setup.warmup_steps = min(setup.warmup_steps, len(loader), total_iters - state.iteration)
@@ -159,7 +165,9 @@ def train_step(criterion, optimizer, images, labels, device, setup: StepSetup, s
 class _Window:
     """The steps since the last check: their losses, still on the device, and the clock since the last sync."""
 
-    def __init__(self, first_iteration: int, started: float) -> None:
+    def __init__(self, first_iteration: int, started: float,
+                 reduction: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        self.reduction = reduction
         self.start(first_iteration, started)
 
     def start(self, first_iteration: int, started: float) -> None:
@@ -181,7 +189,8 @@ class _Window:
     def check(self, state: TrainState, epoch: int, emit: Emit) -> float:
         """Read the window's losses (one transfer: the one wait for the device), raise Diverged at the first
         non-finite one, record the mean step time and emit a progress event; returns the sum of the losses."""
-        values = torch.stack(self.losses).tolist()
+        losses = torch.stack(self.losses)
+        values = (losses if self.reduction is None else self.reduction(losses)).tolist()
         for offset, value in enumerate(values):
             if not math.isfinite(value):
                 last_finite = values[offset - 1] if offset else state.last_finite_loss

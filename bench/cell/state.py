@@ -41,26 +41,49 @@ class TrainState:
     grad_scaler: dict[str, Any] | None = None  # fp16: the GradScaler's state_dict at the end of the last epoch
 
 
-def save_train_state(path: Path, cell: Cell, batch_size: int, state: TrainState, model, optimizer, generator) -> None:
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """Every random-number state of this process: torch (CPU and CUDA), the loader's generator, NumPy, Python."""
     np_state = np.random.get_state()
-    atomic_torch_save(path, {
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "loader": generator.get_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+        "python": _to_lists(random.getstate()),
+    }
+
+
+def restore_rng_state(rng: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"]:
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    generator.set_state(rng["loader"])
+    numpy_state = rng["numpy"]
+    np.random.set_state((numpy_state[0], numpy_state[1].numpy(), *numpy_state[2:]))
+    random.setstate(_to_tuples(rng["python"]))
+
+
+def save_train_state(path: Path, cell: Cell, batch_size: int, state: TrainState, model, optimizer, generator,
+                     rank_rngs: list[dict[str, Any]] | None = None) -> None:
+    """rank_rngs: with several ranks, every rank's rng_state in rank order (rank 0 writes them all)."""
+    payload = {
         "config_hash": cell.config_hash,
         "batch_size": batch_size,
         "loop": vars(state),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "loader": generator.get_state(),
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
-            "python": _to_lists(random.getstate()),
-        },
-    }, durable=False)  # a state lost to a power cut only means starting the cell over; load_train_state checks it
+        "rng": rng_state(generator),
+    }
+    if rank_rngs is not None:
+        payload["rank_rngs"] = rank_rngs
+    # durable=False: a state lost to a power cut only means starting the cell over; load_train_state checks it
+    atomic_torch_save(path, payload, durable=False)
 
 
-def load_train_state(path: Path, cell: Cell, batch_size: int, model, optimizer, generator) -> TrainState | None:
-    """Restore a saved state of this very cell (same config hash and batch size); None when there is none."""
+def load_train_state(path: Path, cell: Cell, batch_size: int, model, optimizer, generator, rank: int = 0,
+                     world_size: int = 1) -> TrainState | None:
+    """Restore a saved state of this very cell (same config hash, batch size and world size); None when there is
+    none. With several ranks each restores its own random-number state."""
     if not path.exists():
         return None
     try:
@@ -69,16 +92,11 @@ def load_train_state(path: Path, cell: Cell, batch_size: int, model, optimizer, 
         return None
     if saved.get("config_hash") != cell.config_hash or saved.get("batch_size") != batch_size:
         return None
+    if world_size > 1 and len(saved.get("rank_rngs") or []) != world_size:
+        return None
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
-    rng = saved["rng"]
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"]:
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    generator.set_state(rng["loader"])
-    numpy_state = rng["numpy"]
-    np.random.set_state((numpy_state[0], numpy_state[1].numpy(), *numpy_state[2:]))
-    random.setstate(_to_tuples(rng["python"]))
+    restore_rng_state(saved["rank_rngs"][rank] if world_size > 1 else saved["rng"], generator)
     return TrainState(**saved["loop"])
 
 

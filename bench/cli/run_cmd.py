@@ -64,7 +64,7 @@ def run(
         from segbench.execution.ray_executor import ray_executor
 
         with ray_executor(results, device=device, address=address, parallel=parallel,
-                          cpus_per_cell=cpus_per_cell) as cluster:
+                          cpus_per_cell=cpus_per_cell, world_size=grid.train.world_size) as cluster:
             summary = run_grid(grid, results, device=cluster.device, executor=cluster, **options)
     else:
         summary = run_grid(grid, results, device=device, parallel=parallel, **options)

@@ -71,6 +71,7 @@ class TaskOutcome:
 
 class Executor(Protocol):
     max_in_flight: int  # how many tasks may be submitted and not yet returned by wait or interrupt
+    warning: str | None  # a problem with the placement worth telling before the run (e.g. oversubscribed cores)
 
     def submit(self, task: CellTask, on_event: OnEvent) -> TaskHandle:
         """Start a task; its progress events are passed to on_event from within wait()."""

@@ -53,11 +53,12 @@ def cpu_budget() -> int:
     return max(1, min(torch.get_num_threads(), usable_cores()))
 
 
-def local_slots(device: str, parallel: int | None) -> list[Placement]:
+def local_slots(device: str, parallel: int | None, world_size: int = 1) -> list[Placement]:
     """One placement per cell that may be in flight at once on this host.
 
-    device: 'cpu' or 'cuda' (resolved). parallel: cells in flight; None means one per visible GPU on CUDA and one
-    on the CPU. The CPU threads are split evenly between the cells.
+    device: 'cpu' or 'cuda' (resolved). parallel: cells in flight; None means as many as the visible GPUs hold on
+    CUDA and one on the CPU. world_size: processes per cell (train.world_size): on CUDA each cell gets that many
+    GPUs of its own. The CPU threads are split evenly between the cells (and a cell's between its ranks).
     """
     if parallel is not None and parallel < 1:
         raise ConfigError(f"--parallel must be at least 1, not {parallel}.")
@@ -65,16 +66,28 @@ def local_slots(device: str, parallel: int | None) -> list[Placement]:
     budget = cpu_budget()
     if device == "cuda":
         gpus = visible_gpus()
-        cells = parallel or max(len(gpus), 1)
-        if cells > len(gpus):
+        cells = parallel or max(len(gpus) // world_size, 1)
+        if cells * world_size > len(gpus):
+            each = "a GPU" if world_size == 1 else f"{world_size} GPUs (train.world_size)"
             raise ConfigError(f"--parallel {cells} asks for more cells in flight than the {len(gpus)} visible GPUs "
-                              f"(each cell gets a GPU of its own); use --parallel {len(gpus)} or less.")
-        return [Placement(LOCAL, host, max(1, budget // cells), (gpu,)) for gpu in gpus[:cells]]
+                              f"hold (each cell gets {each} of its own); use --parallel "
+                              f"{max(len(gpus) // world_size, 1)} or less.")
+        return [Placement(LOCAL, host, max(1, budget // cells), tuple(gpus[slot * world_size:][:world_size]))
+                for slot in range(cells)]
     cells = parallel or 1
     if cells > budget:
         raise ConfigError(f"--parallel {cells} asks for more cells in flight than the {budget} CPU cores this run "
                           f"may use; use --parallel {budget} or less.")
     return [Placement(LOCAL, host, budget // cells) for _ in range(cells)]
+
+
+def oversubscription(device: str, cells: int, world_size: int, cores: int) -> str | None:
+    """A warning when the training processes of the cells in flight (cells x world_size ranks, each with at least one
+    thread) outnumber the CPU cores they were given; None otherwise, and always on CUDA."""
+    if device != "cpu" or cells * world_size <= cores:
+        return None
+    return (f"{cells} cell(s) in flight x train.world_size {world_size} = {cells * world_size} training processes on "
+            f"{cores} CPU core(s): the ranks share cores and train slower; lower --parallel or train.world_size")
 
 
 @dataclass
@@ -88,13 +101,15 @@ class _Worker:
 class LocalProcessExecutor:
     """One fresh Python process per cell (as timm's bulk runner does): a crash or leak cannot reach the sweep.
 
-    device: 'cpu' or 'cuda'; parallel: cells in flight (default: one per visible GPU on CUDA, one on the CPU). Each
-    worker gets its own GPU and an even share of the CPU threads (local_slots).
+    device: 'cpu' or 'cuda'; parallel: cells in flight (default: as many as the visible GPUs hold on CUDA, one on
+    the CPU). Each worker gets its own GPUs (world_size of them) and an even share of the CPU threads (local_slots).
     """
 
-    def __init__(self, device: str = "cpu", parallel: int | None = None, interrupt_grace_s: float = 60.0) -> None:
-        self._free = local_slots(device, parallel)
+    def __init__(self, device: str = "cpu", parallel: int | None = None, interrupt_grace_s: float = 60.0,
+                 world_size: int = 1) -> None:
+        self._free = local_slots(device, parallel, world_size)
         self.max_in_flight = len(self._free)
+        self.warning = oversubscription(device, self.max_in_flight, world_size, cpu_budget())
         self.interrupt_grace_s = interrupt_grace_s
         self._running: dict[TaskHandle, _Worker] = {}
         # Reader threads put (handle, event) here, and (handle, None) at the end of a worker's stdout; wait() hands

@@ -94,23 +94,25 @@ def _join(ray: Any, address: str) -> None:
 
 
 def plan_cells(ray: Any, device: str, local_instance: bool, parallel: int | None, cpus_per_cell: int | None,
-               gpus_per_cell: int | None) -> CellResources:
+               gpus_per_cell: int | None, world_size: int = 1) -> CellResources:
     """Resources per cell and cells in flight, from the alive nodes of the connected cluster."""
     nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
-    default_cpus = local_slots(device, parallel)[0].threads if local_instance and cpus_per_cell is None else None
-    return size_cells(nodes, device, parallel, cpus_per_cell or default_cpus, gpus_per_cell)
+    default_cpus = (local_slots(device, parallel, world_size)[0].threads if local_instance and cpus_per_cell is None
+                    else None)
+    return size_cells(nodes, device, parallel, cpus_per_cell or default_cpus, gpus_per_cell, world_size)
 
 
 def size_cells(nodes: list[dict[str, float]], device: str, parallel: int | None, cpus_per_cell: int | None,
-               gpus_per_cell: int | None) -> CellResources:
+               gpus_per_cell: int | None, world_size: int = 1) -> CellResources:
     """nodes: each alive node's Ray resources ({"CPU": 8.0, "GPU": 2.0, ...}). parallel caps the cells in flight
-    (default: as many as the nodes hold at once); cpus_per_cell None: the smallest, among the nodes, of a GPU's
-    share of its node's CPUs (CUDA) or of the node's CPUs (CPU)."""
+    (default: as many as the nodes hold at once); cpus_per_cell None: the smallest, among the nodes, of a cell's
+    share of its node's CPUs (CUDA: by its GPUs) or of the node's CPUs (CPU). gpus_per_cell None: a cell asks for
+    as many GPUs as its world size (train.world_size) on CUDA, none on the CPU."""
     if parallel is not None and parallel < 1:
         raise ConfigError(f"--parallel must be at least 1, not {parallel}.")
     if cpus_per_cell is not None and cpus_per_cell < 1:
         raise ConfigError(f"--cpus-per-cell must be at least 1, not {cpus_per_cell}.")
-    gpus = gpus_per_cell if gpus_per_cell is not None else int(device == "cuda")
+    gpus = gpus_per_cell if gpus_per_cell is not None else world_size * int(device == "cuda")
     usable = [node for node in nodes if node.get("CPU", 0) >= 1 and node.get("GPU", 0) >= gpus]
     if not usable:
         what = f"{gpus} GPU(s) and a CPU" if gpus else "a CPU"

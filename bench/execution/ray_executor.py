@@ -1,10 +1,11 @@
 """The Ray executor: the cells of a grid as Ray core tasks on a cluster, each running today's isolated worker process
 (`python -m segbench.execution.worker TASK_JSON`) on the node Ray picked.
 
-A cell asks Ray for `cpus` CPUs (its torch threads; Ray sets OMP_NUM_THREADS to the same) and one GPU on CUDA
-(Ray sets CUDA_VISIBLE_DEVICES). The driver keeps cells in flight with `ray.wait`; Ray retries a task lost with its
-node (`max_retries`), while out-of-memory retries at a smaller batch stay the runner's. Progress events and the
-driver's Ctrl-C travel through a small actor (ray_task.EventInbox). Ray is optional: `pip install 'segbench[ray]'`.
+A cell asks Ray for `cpus` CPUs (its torch threads; Ray sets OMP_NUM_THREADS to the same) and on CUDA one GPU per
+process of the cell (train.world_size; Ray sets CUDA_VISIBLE_DEVICES). The driver keeps cells in flight with
+`ray.wait`; Ray retries a task lost with its node (`max_retries`), while out-of-memory retries at a smaller batch
+stay the runner's. Progress events and the driver's Ctrl-C travel through a small actor (ray_task.EventInbox). Ray
+is optional: `pip install 'segbench[ray]'`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from segbench.errors import ConfigError
 from segbench.execution.events import OnEvent
 from segbench.execution.executor import CellTask, Placement, TaskHandle, TaskOutcome
 from segbench.execution.faults import ENV as FAULT_ENV
-from segbench.execution.local import _tail
+from segbench.execution.local import _tail, oversubscription
 from segbench.execution.ray_cluster import CellResources, connect, plan_cells
 from segbench.execution.ray_task import EventInbox, run_cell
 from segbench.records.paths import WORKER_LOG_FILE, cell_dir
@@ -70,11 +71,14 @@ class RayExecutor:
     """Cells as Ray tasks (see the module docstring). Use `ray_executor(...)`, which connects, checks the shared
     storage and disconnects; `device` is the device the cluster trains on ('cpu' or 'cuda')."""
 
-    def __init__(self, ray: Any, resources: CellResources, device: str, interrupt_grace_s: float = 60.0) -> None:
+    def __init__(self, ray: Any, resources: CellResources, device: str, interrupt_grace_s: float = 60.0,
+                 world_size: int = 1) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self._ray, self.resources, self.device = ray, resources, device
         self.max_in_flight = resources.max_in_flight
+        self.warning = oversubscription(device, self.max_in_flight, world_size,
+                                        self.max_in_flight * resources.cpus)  # the CPUs Ray reserves for the cells
         self.interrupt_grace_s = interrupt_grace_s
         # The inbox lives beside the driver, so it outlives any worker node.
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
@@ -157,12 +161,14 @@ def ray_executor(
     parallel: int | None = None,
     cpus_per_cell: int | None = None,
     gpus_per_cell: int | None = None,
+    world_size: int = 1,
 ) -> Iterator[RayExecutor]:
     """Connect to Ray (without `address` or $RAY_ADDRESS, which `ray job submit` sets, start a local instance;
     "auto" joins this host's cluster), size the cells, check that every node shares `results`, and yield the
     executor; disconnect at the end.
 
-    gpus_per_cell: GPUs each cell asks for (default: 1 on CUDA, 0 on the CPU).
+    gpus_per_cell: GPUs each cell asks for (default: world_size on CUDA, 0 on the CPU); world_size: processes per
+    cell (train.world_size).
     """
     from segbench.execution.ray_storage import check_shared_storage
     from segbench.execution.runner import check_writable
@@ -171,9 +177,9 @@ def ray_executor(
     address = address or os.environ.get("RAY_ADDRESS") or None
     device = connect(ray, address, device)
     try:
-        resources = plan_cells(ray, device, address is None, parallel, cpus_per_cell, gpus_per_cell)
+        resources = plan_cells(ray, device, address is None, parallel, cpus_per_cell, gpus_per_cell, world_size)
         check_writable(results)
         check_shared_storage(results)
-        yield RayExecutor(ray, resources, device)
+        yield RayExecutor(ray, resources, device, world_size=world_size)
     finally:
         ray.shutdown()

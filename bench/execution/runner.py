@@ -118,7 +118,8 @@ def run_grid(
     cache_dir = Path(cache_dir or default_cache_dir())
     device = device if executor is not None else resolve_device(device)
     expansion = expand(grid)
-    executor = executor or LocalProcessExecutor(device, parallel)  # checks --parallel before anything is written
+    # The local executor checks --parallel before anything is written.
+    executor = executor or LocalProcessExecutor(device, parallel, world_size=grid.train.world_size)
     check_writable(results)
     with ResultsLock(results) as lock:
         if lock.previous_holder:
@@ -139,6 +140,8 @@ def run_grid(
         console.print(f"[bold]{grid.name}[/]: {len(expansion.cells)} cells, {summary.reused} already finished, "
                       f"{len(pending)} to run on {device}{at_once}; results in {results}")
         print_expected_time(console, pending, device, cache_dir)
+        if pending and getattr(executor, "warning", None):  # executors written before `warning` have none
+            console.print(f"[yellow]warning[/]: {executor.warning}")
         tasks = [CellTask(cell, results, device, cache_dir, uuid.uuid4().hex) for cell in pending]
         view = view or make_view(console)
         view.begin(len(tasks))
@@ -210,10 +213,14 @@ def _why_no_record(returncode: int, interrupted: bool) -> tuple[str, str, str]:
 
 
 def _out_of_memory_retry(task: CellTask, record: dict[str, Any]) -> CellTask | None:
-    """After an out-of-memory failure, the same cell at half the batch size (down to 2); None otherwise."""
+    """After an out-of-memory failure, the same cell at half the batch size per process (down to 2); None otherwise.
+
+    The batch stays a multiple of train.world_size (the global batch of a cell trained by several processes)."""
+    world_size = task.cell.train.world_size
     batch_size = task.batch_size or task.cell.train.batch_size
-    if record["status"] != STATUS_FAILED or (record.get("error") or {}).get("kind") != "oom" or batch_size <= 2:
+    per_process = batch_size // world_size
+    if record["status"] != STATUS_FAILED or (record.get("error") or {}).get("kind") != "oom" or per_process <= 2:
         return None
     earlier = {"batch_size": batch_size, "error": record["error"]["message"]}
-    return replace(task, attempt=uuid.uuid4().hex, batch_size=batch_size // 2, placement=None,
+    return replace(task, attempt=uuid.uuid4().hex, batch_size=per_process // 2 * world_size, placement=None,
                    oom_retries=(*task.oom_retries, earlier))

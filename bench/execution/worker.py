@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.execution.events import emit
+from segbench.execution.launch import die_with_parent
 
 
 def failure_kind(exc: BaseException) -> str:
@@ -32,10 +33,45 @@ def failure_kind(exc: BaseException) -> str:
     return "exception"
 
 
+def failure_error(exc: BaseException) -> dict[str, Any]:
+    """The record's error for an exception that ended a cell (called while it is being handled): kind, message,
+    traceback, and where the loss diverged; a failed rank's error as the rank reported it."""
+    from segbench.cell.pipeline import Diverged
+    from segbench.execution.launch import RankFailure
+    from segbench.records.store import error_info
+
+    if isinstance(exc, RankFailure):
+        return exc.error
+    details: dict[str, Any] = {"traceback": traceback.format_exc(limit=20)}
+    if isinstance(exc, Diverged):
+        details.update(iteration=exc.iteration, nonfinite_iteration=exc.nonfinite_iteration,
+                       last_finite_loss=exc.last_finite_loss)
+    return error_info(failure_kind(exc), f"{type(exc).__name__}: {exc}", **details)
+
+
+def distributed_plan(task: dict[str, Any], cell: Any) -> dict[str, Any]:
+    """The record's `distributed` part of a cell trained by several processes, as the worker launches it (the
+    ranks' own replaces it when the cell finishes); a ConfigError when this host cannot run it."""
+    import torch
+
+    from segbench.cell.distributed import Dist, rank_threads, resolve_sync_bn
+    from segbench.errors import ConfigError
+
+    world_size = cell.train.world_size
+    backend = "nccl" if task["device"] == "cuda" else "gloo"
+    if backend == "nccl" and torch.cuda.device_count() < world_size:
+        raise ConfigError(f"train.world_size {world_size} needs {world_size} GPUs for the cell, and it sees "
+                          f"{torch.cuda.device_count()}; lower train.world_size or make more GPUs visible.")
+    threads = int(task["placement"]["threads"])
+    plan = Dist(0, world_size, backend, sync_bn=resolve_sync_bn(cell.train.sync_bn, backend),
+                threads_per_rank=rank_threads(threads, world_size), cell_threads=threads)
+    return plan.describe(task.get("batch_size") or cell.train.batch_size)
+
+
 def run_task(task: dict[str, Any]) -> int:
     import torch
 
-    from segbench.cell.pipeline import Diverged, train_and_evaluate
+    from segbench.cell.pipeline import train_and_evaluate
     from segbench.env import environment
     from segbench.grid.cells import Cell
     from segbench.records.paths import cell_dir
@@ -61,10 +97,16 @@ def run_task(task: dict[str, Any]) -> int:
     if task.get("oom_retries"):
         base["oom_retries"] = task["oom_retries"]
     try:
-        parts = train_and_evaluate(cell, cell_dir(results, cell.id), device, emit,
-                                   cache_dir=Path(task["cache_dir"]), batch_size=task.get("batch_size"))
+        if cell.train.world_size > 1:
+            from segbench.execution.launch import train_on_ranks
+
+            base["distributed"] = distributed_plan(task, cell)
+            parts = train_on_ranks(task, cell.train.world_size, base["distributed"]["threads_per_rank"])
+        else:
+            parts = train_and_evaluate(cell, cell_dir(results, cell.id), device, emit,
+                                       cache_dir=Path(task["cache_dir"]), batch_size=task.get("batch_size"))
         _ignore_interrupts()  # the cell is done: a late Ctrl-C must not lose its record
-        record = new_record(cell, STATUS_OK, **base, **parts)
+        record = new_record(cell, STATUS_OK, **{**base, **parts})
         code = 0
     except KeyboardInterrupt:  # further interrupts are already ignored (_interrupt_once)
         record = new_record(cell, STATUS_INTERRUPTED, **base,
@@ -72,12 +114,7 @@ def run_task(task: dict[str, Any]) -> int:
         code = 130
     except Exception as exc:  # a broken cell must become a record, never abort the sweep
         _ignore_interrupts()
-        details: dict[str, Any] = {"traceback": traceback.format_exc(limit=20)}
-        if isinstance(exc, Diverged):
-            details.update(iteration=exc.iteration, nonfinite_iteration=exc.nonfinite_iteration,
-                           last_finite_loss=exc.last_finite_loss)
-        message = f"{type(exc).__name__}: {exc}"
-        record = new_record(cell, STATUS_FAILED, **base, error=error_info(failure_kind(exc), message, **details))
+        record = new_record(cell, STATUS_FAILED, **base, error=failure_error(exc))
         code = 1
     record["finished_at"] = now_iso()
     write_record(results, record)
@@ -101,15 +138,6 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to send SIGTERM to this worker if the runner dies, so no orphan keeps training."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def main(argv: list[str]) -> int:
     # First of all: SIGTERM (from the runner or the parent-death signal) takes the same clean path as Ctrl-C. A
     # Ctrl-C that the runner was started to ignore (`nohup segbench run ... &`) stays ignored here too, as in Python.
@@ -119,7 +147,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         sys.stderr.write("usage: python -m segbench.execution.worker TASK_JSON\n")
         return 2
-    _die_with_parent()
+    die_with_parent()  # if the runner dies, no orphan keeps training
     task = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return run_task(task)

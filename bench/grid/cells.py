@@ -20,6 +20,9 @@ from segbench.errors import DatasetError
 from segbench.grid.schema import DatasetSpec, EvalConfig, Frozen, GridConfig, LossSpec, MeasureConfig, TrainConfig
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9._+-]+$")
+# Keys added after benchmark-semantics version 2 enter the resolved configuration, and so the config hash, only
+# when set away from their default: the cells of existing results keep their ids, stay comparable and resume.
+LATE_KEYS = {"train": ("world_size", "sync_bn")}
 
 
 class Cell(Frozen):
@@ -40,8 +43,15 @@ class Cell(Frozen):
         return f"{self.model}__{self.encoder}__{self.loss.key}__{self.dataset.key}__s{self.seed}"
 
     def resolved(self) -> dict[str, Any]:
-        """The full configuration, defaults included, as JSON-ready data."""
-        return self.model_dump(mode="json")
+        """The full configuration, defaults included, as JSON-ready data (a key of LATE_KEYS only when it is set away
+        from its default)."""
+        resolved = self.model_dump(mode="json")
+        for section, keys in LATE_KEYS.items():
+            config = getattr(self, section)
+            for key in keys:
+                if getattr(config, key) == type(config).model_fields[key].default:
+                    del resolved[section][key]
+        return resolved
 
     @property
     def config_hash(self) -> str:

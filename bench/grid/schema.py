@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -89,6 +90,21 @@ class TrainConfig(Frozen):
     compile: Literal["default", "reduce-overhead", "max-autotune"] | None = None
     num_workers: int | Literal["auto"] = "auto"
     eval_every: int = Field(1, ge=1)
+    # One cell on several processes (segbench.cell.distributed): batch_size stays the global batch, each of the
+    # world_size processes trains batch_size / world_size images per step. sync_bn `auto` converts BatchNorm to
+    # SyncBatchNorm on CUDA (NCCL) when world_size > 1; gloo (the CPU) cannot run it.
+    world_size: int = Field(1, ge=1)
+    sync_bn: bool | Literal["auto"] = "auto"
+
+    @field_validator("world_size")
+    @classmethod
+    def _global_batch_divides(cls, world_size: int, info: ValidationInfo) -> int:
+        batch_size = info.data.get("batch_size")
+        if batch_size is not None and batch_size % world_size:
+            raise ValueError(f"train.batch_size {batch_size} is the global batch and must divide by the world size "
+                             f"(each of the {world_size} processes trains batch_size / world_size images); use a "
+                             f"multiple of {world_size}")
+        return world_size
 
     @field_validator("num_workers", mode="before")
     @classmethod
