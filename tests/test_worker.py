@@ -51,3 +51,22 @@ def test_a_bad_command_line_is_a_usage_error():
     result = subprocess.run([sys.executable, "-m", "segbench.execution.worker"], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2 and "usage:" in result.stderr
+
+
+def test_a_worker_whose_runner_died_before_it_started_ends_without_training(tmp_path):
+    """A runner killed while its worker was still importing: the parent-death signal asked for afterwards would
+    never come, so the worker checks who its parent is and ends instead of training on as an orphan."""
+    import os
+
+    from segbench.execution.launch import PARENT_PID_ENV
+
+    task = tmp_path / "task.json"
+    task.write_text("{}")  # never read: the worker stops before
+    env = {**os.environ, PARENT_PID_ENV: str(os.getpid() + 1_000_000)}  # not this worker's parent (pytest)
+    result = subprocess.run([sys.executable, "-m", "segbench.execution.worker", str(task)], capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert result.returncode == 130 and "the runner ended before this worker started" in result.stderr
+    env[PARENT_PID_ENV] = str(os.getpid())  # the real parent: the worker goes on (and fails on the empty task)
+    result = subprocess.run([sys.executable, "-m", "segbench.execution.worker", str(task)], capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert result.returncode != 130 and "KeyError" in result.stderr

@@ -53,13 +53,23 @@ class RankFailure(Exception):
         self.error = error
 
 
-def die_with_parent() -> None:
-    """Ask Linux to send SIGTERM to this process when its parent dies, so no orphan keeps training."""
+# Set by the executors to their own pid when they start a worker: a worker whose parent is already someone else
+# was orphaned before it could ask to die with its parent (see die_with_parent).
+PARENT_PID_ENV = "SEGBENCH_PARENT_PID"
+
+
+def die_with_parent() -> bool:
+    """Ask Linux to send SIGTERM to this process when its parent dies, so no orphan keeps training.
+
+    Returns False when the parent named by PARENT_PID_ENV died before the request (a runner killed while its worker
+    was still starting): no signal will ever come for it, and the caller must end by itself."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    expected = os.environ.get(PARENT_PID_ENV)
+    return not expected or os.getppid() == int(expected)
 
 
 def launcher_command(world_size: int, exchange: Path) -> list[str]:
@@ -73,7 +83,8 @@ def train_on_ranks(task: dict[str, Any], world_size: int, threads_per_rank: int)
     try:
         atomic_write_json(exchange / TASK_FILE, task)
         # torchrun would set 1 thread per rank (with a warning): each rank gets its share of the cell's threads.
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_rank)}
+        env = {key: value for key, value in os.environ.items() if key != PARENT_PID_ENV}
+        env["OMP_NUM_THREADS"] = str(threads_per_rank)
         process = subprocess.Popen(launcher_command(world_size, exchange), stdin=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True, errors="replace", env=env,
                                    preexec_fn=die_with_parent)

@@ -19,6 +19,7 @@ from typing import IO
 from segbench.errors import ConfigError
 from segbench.execution.events import Event, OnEvent, parse_event
 from segbench.execution.executor import CellTask, Placement, TaskHandle, TaskOutcome
+from segbench.execution.launch import PARENT_PID_ENV
 from segbench.records.paths import TASK_FILE, WORKER_LOG_FILE, cell_dir
 from segbench.storage import atomic_write_json
 
@@ -123,7 +124,7 @@ class LocalProcessExecutor:
         folder = cell_dir(task.results, task.cell.id)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(folder / TASK_FILE, handle.task.to_json())
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}
         if placement.gpu_ids is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(placement.gpu_ids)
         log = open(folder / WORKER_LOG_FILE, "w", encoding="utf-8")  # noqa: SIM115 (the reader thread closes it)

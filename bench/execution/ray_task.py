@@ -18,6 +18,7 @@ from typing import Any
 
 from segbench.execution.events import Event, parse_event
 from segbench.execution.faults import ENV as FAULT_ENV
+from segbench.execution.launch import PARENT_PID_ENV
 from segbench.execution.local import _tail
 from segbench.records.paths import TASK_FILE, WORKER_LOG_FILE
 from segbench.storage import atomic_write_json
@@ -82,7 +83,7 @@ def run_cell(task: dict[str, Any], folder: str, inbox: Any, fault: str | None) -
     cell_folder = Path(folder)
     cell_folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cell_folder / TASK_FILE, task)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}
     env.pop(FAULT_ENV, None)
     if fault:
         env[FAULT_ENV] = fault

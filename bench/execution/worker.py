@@ -147,7 +147,9 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         sys.stderr.write("usage: python -m segbench.execution.worker TASK_JSON\n")
         return 2
-    die_with_parent()  # if the runner dies, no orphan keeps training
+    if not die_with_parent():  # if the runner dies, no orphan keeps training
+        sys.stderr.write("the runner ended before this worker started; the next run will train the cell\n")
+        return 130
     task = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return run_task(task)
