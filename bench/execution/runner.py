@@ -118,6 +118,10 @@ def run_grid(
     cache_dir = Path(cache_dir or default_cache_dir())
     device = device if executor is not None else resolve_device(device)
     expansion = expand(grid)
+    if grid.train.world_size > 1:  # sync_bn: true on the CPU fails here, before anything is written
+        from segbench.cell.distributed import resolve_sync_bn
+
+        resolve_sync_bn(grid.train.sync_bn, "nccl" if device == "cuda" else "gloo")
     # The local executor checks --parallel before anything is written.
     executor = executor or LocalProcessExecutor(device, parallel, world_size=grid.train.world_size)
     check_writable(results)

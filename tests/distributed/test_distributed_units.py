@@ -162,3 +162,19 @@ def test_the_first_rank_to_fail_on_its_own_names_the_cell_error():
     assert diagnose([peer], "", 1, 2)["message"] == "rank 0 of 2: Connection closed"
     lost = diagnose([], "no summary", 1, 2)
     assert lost["kind"] == "worker_lost" and "torchrun exited with code 1" in lost["message"]
+
+
+def test_sync_bn_true_on_the_cpu_is_refused_before_anything_is_written(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from segbench.cli import app
+
+    from support.grids import write_grid
+
+    grid = write_grid(tmp_path / "grid.yaml", tiny_grid(train={"world_size": 2, "sync_bn": True}))
+    results = tmp_path / "results"
+    outcome = CliRunner().invoke(app, ["run", str(grid), "--results", str(results), "--device", "cpu"])
+    assert outcome.exit_code == 2, outcome.output
+    assert outcome.output.startswith("error: train.sync_bn: true needs CUDA GPUs (NCCL)") and "use auto or false" in \
+        outcome.output
+    assert not results.exists()
