@@ -11,16 +11,15 @@ depend on it). --cpus-per-cell sets it.
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from segbench.devices import resolve_device
 from segbench.errors import ConfigError
 from segbench.execution.local import cpu_budget, local_slots, visible_gpus
+from segbench.execution.ray_auth import DriverAuth
+from segbench.execution.ray_join import join
 
-CONNECT_TIMEOUT_S = 60.0  # joining a cluster that has not answered by then is given up
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # tasks pass small dicts only; Ray's default takes 30% of the memory
 
 
@@ -31,17 +30,18 @@ class CellResources:
     max_in_flight: int
 
 
-def connect(ray: Any, address: str | None, device: str) -> str:
-    """Start a local Ray instance (address None) or join the cluster at `address`; returns the device the cells
-    train on ('cpu' or 'cuda'), resolved against this host (local instance) or the cluster's GPUs."""
+def connect(ray: Any, address: str | None, device: str, auth: DriverAuth | None = None) -> str:
+    """Start a local Ray instance (address None) or join the cluster at `address` (ray_join), authenticating as
+    `auth` settles it; returns the device the cells train on ('cpu' or 'cuda'), resolved against this host (local
+    instance) or the cluster's GPUs."""
     if address is None:
         device = resolve_device(device)
         gpus = len(visible_gpus()) if device == "cuda" else 0
         ray.init(num_cpus=cpu_budget(), num_gpus=gpus, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
         return device
-    _check_listening(address)
-    _join(ray, address)
+    assert auth is not None, "joining a cluster needs the driver's DriverAuth (ray_auth.driver_auth)"
+    join(ray, address, auth)
     gpus = sum(node["Resources"].get("GPU", 0) for node in ray.nodes() if node["Alive"])
     if device == "auto":
         return "cuda" if gpus else "cpu"
@@ -53,44 +53,6 @@ def connect(ray: Any, address: str | None, device: str) -> str:
         ray.shutdown()
         raise ConfigError(f"--device must be auto, cpu or cuda, not '{device}'.")
     return device
-
-
-def _check_listening(address: str) -> None:
-    """Fail at once, with the fix, when nothing listens at HOST:PORT (Ray itself would retry for minutes)."""
-    if address == "auto":
-        return  # Ray finds this host's cluster itself, and says so at once when there is none
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--address must be HOST:PORT (e.g. 10.0.0.5:6379) or auto, not '{address}'.")
-    try:
-        socket.create_connection((host, int(port)), timeout=10).close()
-    except OSError as exc:
-        raise ConfigError(f"nothing answers at --address {address} ({exc.strerror or exc}); start the head node "
-                          f"there with `ray start --head`, or pass the address it printed.") from None
-
-
-def _join(ray: Any, address: str) -> None:
-    """ray.init(address), given up after CONNECT_TIMEOUT_S: a port that answers but is no Ray head makes Ray retry
-    without end. The attempt runs in a daemon thread, which the process leaves behind when it exits."""
-    outcome: dict[str, BaseException | None] = {}
-
-    def attempt() -> None:
-        try:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-            outcome["error"] = None
-        except BaseException as exc:  # handed to the caller's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=attempt, name="ray-connect", daemon=True)
-    thread.start()
-    thread.join(CONNECT_TIMEOUT_S)
-    if "error" not in outcome:
-        raise ConfigError(f"the Ray cluster at --address {address} did not answer within {CONNECT_TIMEOUT_S:.0f} s; "
-                          f"check that it is a Ray head node's address (`ray status` there prints it).")
-    if outcome["error"] is not None:
-        reason = (str(outcome["error"]).strip().splitlines() or [type(outcome["error"]).__name__])[0]
-        raise ConfigError(f"could not join the Ray cluster at --address {address} ({reason.rstrip('.')}); "
-                          f"start one with `ray start --head` or pass its address.")
 
 
 def plan_cells(ray: Any, device: str, local_instance: bool, parallel: int | None, cpus_per_cell: int | None,

@@ -24,6 +24,7 @@ from segbench.execution.events import OnEvent
 from segbench.execution.executor import CellTask, Placement, TaskHandle, TaskOutcome
 from segbench.execution.faults import ENV as FAULT_ENV
 from segbench.execution.local import _tail, oversubscription
+from segbench.execution.ray_auth import driver_auth
 from segbench.execution.ray_cluster import CellResources, connect, plan_cells
 from segbench.execution.ray_task import EventInbox, run_cell
 from segbench.records.paths import WORKER_LOG_FILE, cell_dir
@@ -164,8 +165,8 @@ def ray_executor(
     world_size: int = 1,
 ) -> Iterator[RayExecutor]:
     """Connect to Ray (without `address` or $RAY_ADDRESS, which `ray job submit` sets, start a local instance;
-    "auto" joins this host's cluster), size the cells, check that every node shares `results`, and yield the
-    executor; disconnect at the end.
+    "auto" joins this host's cluster; a cluster's token as ray_auth settles it), size the cells, check that every
+    node shares `results`, and yield the executor; disconnect at the end.
 
     gpus_per_cell: GPUs each cell asks for (default: world_size on CUDA, 0 on the CPU); world_size: processes per
     cell (train.world_size).
@@ -175,11 +176,11 @@ def ray_executor(
 
     ray = import_ray()
     address = address or os.environ.get("RAY_ADDRESS") or None
-    device = connect(ray, address, device)
-    try:
+    with contextlib.ExitStack() as joined:
+        auth = joined.enter_context(driver_auth(address)) if address is not None else None
+        device = connect(ray, address, device, auth)
+        joined.callback(ray.shutdown)
         resources = plan_cells(ray, device, address is None, parallel, cpus_per_cell, gpus_per_cell, world_size)
         check_writable(results)
         check_shared_storage(results)
         yield RayExecutor(ray, resources, device, world_size=world_size)
-    finally:
-        ray.shutdown()

@@ -24,6 +24,7 @@ from segbench.records.paths import TASK_FILE, WORKER_LOG_FILE
 from segbench.storage import atomic_write_json
 
 PUSH_INTERVAL_S = 0.5  # how often a task sends its events to the inbox (and learns whether to stop)
+RAY_TOKEN_ENV = "RAY_AUTH_TOKEN"
 
 
 class EventInbox:
@@ -83,10 +84,7 @@ def run_cell(task: dict[str, Any], folder: str, inbox: Any, fault: str | None) -
     cell_folder = Path(folder)
     cell_folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cell_folder / TASK_FILE, task)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}
-    env.pop(FAULT_ENV, None)
-    if fault:
-        env[FAULT_ENV] = fault
+    env = worker_environment(dict(os.environ), fault)
     with open(cell_folder / WORKER_LOG_FILE, "w", encoding="utf-8") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "segbench.execution.worker", str(cell_folder / TASK_FILE)],
@@ -98,6 +96,18 @@ def run_cell(task: dict[str, Any], folder: str, inbox: Any, fault: str | None) -
         reader.start()
         _relay(process, reader, inbox, task["attempt"], pending, lock)
     return {"returncode": process.returncode, "log_tail": _tail(cell_folder / WORKER_LOG_FILE)}
+
+
+def worker_environment(node_env: dict[str, str], fault: str | None) -> dict[str, str]:
+    """The environment of a cell's worker process, from its Ray worker's: the driver's fault injection, and no Ray
+    authentication token (a node started with RAY_AUTH_TOKEN passes it to its tasks; the cell's worker never talks
+    to Ray, and what it runs must not hold the cluster's credential)."""
+    env = {**node_env, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}
+    env.pop(RAY_TOKEN_ENV, None)
+    env.pop(FAULT_ENV, None)
+    if fault:
+        env[FAULT_ENV] = fault
+    return env
 
 
 def _read(process: subprocess.Popen, log: Any, pending: list[Event], lock: threading.Lock) -> None:
