@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from segbench.analysis.compare import SHOWN_FIELDS, parse_check
-from segbench.analysis.summary import IDENTITY_FIELDS, summary_row
+from segbench.analysis.summary import IDENTITY_FIELDS, PROVENANCE_FIELDS, SUMMARY_VERSION, summary_row
 from segbench.errors import ConfigError
 from segbench.metrics.catalogue import CATALOGUE, MATRIX_METRICS, METRICS, SUMMARY_FIELDS
 from segbench.metrics.compute import compute_metrics
@@ -33,9 +33,11 @@ def test_every_catalogue_key_is_a_column_of_a_row():
 def test_summary_rows_keep_the_committed_baselines_fields_in_order():
     """`make summary` compares a fresh summary with the committed one: its rows must not change shape."""
     baseline = json.loads(BASELINE.read_text())
+    assert baseline["version"] == SUMMARY_VERSION
     for row in baseline["cells"].values():
-        assert list(row) == [*IDENTITY_FIELDS, *SUMMARY_FIELDS]
-    assert list(summary_row({})) == [*IDENTITY_FIELDS, *SUMMARY_FIELDS]
+        assert list(row) == [*IDENTITY_FIELDS, *SUMMARY_FIELDS, *PROVENANCE_FIELDS]
+        assert row["machine"] in baseline["machines"]  # every baseline latency says where it was timed
+    assert list(summary_row({})) == [*IDENTITY_FIELDS, *SUMMARY_FIELDS, *PROVENANCE_FIELDS]
 
 
 @pytest.mark.parametrize("metric", CATALOGUE, ids=lambda metric: metric.key)

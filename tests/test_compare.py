@@ -16,26 +16,9 @@ from segbench.analysis.summary import load_summary, summarize
 from segbench.cli import app
 from segbench.errors import ConfigError
 from segbench.measure import count_macs, count_params
-from segbench.records.store import RECORD_SCHEMA_VERSION, write_record
+from segbench.records.store import write_record
 
-SLUG = "unet__resnet18__ce__synthetic__s0"
-
-
-def record(slug: str = SLUG, config_hash: str = "abc123", miou: float = 0.5, cost: dict | None = None,
-           status: str = "ok", latency_ratio: float = 1.0, written_at: str = "2026-01-01T00:00:00+00:00") -> dict:
-    """A record with the fields a summary reads; `cost` comes from real measurements where a test needs them."""
-    model, encoder, loss, dataset, seed = slug.split("__")
-    return {
-        "schema_version": RECORD_SCHEMA_VERSION, "cell_id": f"{slug}-{config_hash}", "slug": slug,
-        "config_hash": config_hash, "status": status, "written_at": written_at,
-        "config": {"model": model, "encoder": encoder, "loss": {"name": loss}, "dataset": {"name": dataset},
-                   "seed": int(seed[1:])},
-        "error": None if status == "ok" else {"kind": "exception", "message": "RuntimeError: boom"},
-        "metrics": {"miou": miou, "pixel_accuracy": 0.8, "mdice": 0.6, "micro_iou": 0.7} if status == "ok" else None,
-        "cost": {**(cost or {"params": {"total": 1000}, "macs": {"macs": 2_000_000, "gmacs": 0.002}}),
-                 "latency": {"latency_ratio": latency_ratio, "batch_1": {"latency_ms_p50": 12.0}}},
-        "timing": {"train_time_s": 10.0},
-    }
+from support.records import SLUG, record
 
 
 @pytest.fixture(scope="module")

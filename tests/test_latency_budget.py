@@ -61,17 +61,21 @@ def test_measure_latency_records_the_budget_and_the_counts_run():
     net = nn.Conv2d(3, 2, 3, padding=1)
     fixed = measure_latency(net, (3, 8, 8), torch.device("cpu"),
                             MeasureConfig(budget_s=None, warmup=2, iters=3, batch_size=2))
-    assert [fixed[key]["n"] for key in ("batch_1", "reference", "batch_n")] == [3, 3, 3]
-    assert [fixed[key]["warmup"] for key in ("batch_1", "reference", "batch_n")] == [2, 2, 2]
+    # batch 1 and the reference pool their two rounds' counts
+    assert [fixed[key]["n"] for key in ("batch_1", "reference", "batch_n")] == [6, 6, 3]
+    assert [fixed[key]["warmup"] for key in ("batch_1", "reference", "batch_n")] == [4, 4, 2]
+    assert [row["n"] for row in fixed["stability"]["rounds"]] == [3, 3]
     assert fixed["conditions"]["budget_s"] is None
     lines: list[str] = []
     timed = measure_latency(net, (3, 8, 8), torch.device("cpu"),
                             MeasureConfig(budget_s=0.4, warmup=1, iters=2, batch_size=2), progress=lines.append)
     conditions = timed["conditions"]
     assert (conditions["budget_s"], conditions["min_warmup"], conditions["min_iters"]) == (0.4, 1, 2)
-    assert timed["batch_1"]["n"] == timed["reference"]["n"] >= 2 and timed["batch_n"]["n"] >= 2
+    assert timed["batch_1"]["n"] == timed["reference"]["n"] >= 4 and timed["batch_n"]["n"] >= 2
     assert conditions["timing_s"] < 10.0  # near the budget (the minimums of the reference workload may pass it)
-    assert len(lines) == 4 and "budget 0.2 s" in lines[0] and "timed iterations" in lines[1]
+    # batch 1 round 1 (a quarter of the budget), batch N, batch 1 round 2: a line before and after each
+    assert len(lines) == 6 and "round 1 of 2" in lines[0] and "budget 0.1 s" in lines[0]
+    assert "latency at batch 2" in lines[2] and "round 2 of 2" in lines[4] and "timed iterations" in lines[5]
 
 
 def test_profile_budget_prints_its_phases_and_records_the_counts(tmp_path: Path):

@@ -24,6 +24,7 @@ from segbench.measure import (
     measure_latency,
     torchinfo_estimate,
 )
+from segbench.measure.latency import paired_ratio, round_stability
 from segbench.models import build_model
 
 CPU = torch.device("cpu")
@@ -101,19 +102,39 @@ def test_measure_latency_records_conditions_and_the_reference_ratio():
     settings = MeasureConfig(budget_s=None, warmup=1, iters=4, batch_size=3, threads=1)
     latency = measure_latency(tiny_net(), (3, 32, 64), CPU, settings)
     assert torch.get_num_threads() == threads  # restored after timing
-    for key, batch in (("batch_1", 1), ("batch_n", 3)):
+    for key, batch, n in (("batch_1", 1, 8), ("batch_n", 3, 4)):  # batch 1: two rounds of 4
         stats = latency[key]
-        assert stats["batch_size"] == batch and stats["n"] == 4
+        assert stats["batch_size"] == batch and stats["n"] == n
         assert stats["input_shape"] == [batch, 3, 32, 64]
         assert 0 < stats["latency_ms_min"] <= stats["latency_ms_p50"] <= stats["latency_ms_p90"]
         assert stats["throughput_images_per_s"] > 0
     reference = latency["reference"]
-    assert reference["workload"] == REFERENCE_WORKLOAD and reference["n"] == 4
-    assert latency["latency_ratio"] == pytest.approx(latency["batch_1"]["latency_ms_p50"] / reference["latency_ms_p50"])
+    assert reference["workload"] == REFERENCE_WORKLOAD and reference["n"] == 8
+    assert reference["input_shape"] == [1, 3, 32, 64]  # the reference runs at the model's own input size
+    # the rounds' ratios and their spread (paired_ratio's arithmetic: test_paired_ratio_and_round_spread)
+    stability = latency["stability"]
+    rounds = [row["latency_ratio"] for row in stability["rounds"]]
+    assert len(rounds) == 2 and stability["spread"] == pytest.approx(max(rounds) / min(rounds) - 1)
+    assert latency["latency_ratio"] > 0 and "median" in latency["latency_ratio_method"]
     conditions = latency["conditions"]
+    machine = conditions["machine"]
+    assert machine["threads"] == 1 and machine["device_type"] == "cpu" and len(machine["id"]) == 12
+    assert REFERENCE_WORKLOAD in machine["method"] and machine["label"]
     assert conditions["threads"] == 1 and conditions["device_type"] == "cpu" and conditions["dtype"] == "float32"
     assert conditions["autocast"] is None and conditions["memory_format"] == "contiguous_format"
     assert "cudnn_benchmark" in conditions and conditions["device"]
+
+
+def test_paired_ratio_and_round_spread():
+    """The ratio is the median of per-iteration ratios, not a ratio of medians: a burst that slows one iteration's
+    model and reference alike leaves it alone."""
+    model = [0.010, 0.011, 0.030, 0.010, 0.012]  # the third iteration ran during a burst of load
+    reference = [0.005, 0.005, 0.015, 0.005, 0.006]
+    assert paired_ratio(model, reference) == pytest.approx(2.0)
+    assert float(np.median(model)) / float(np.median(reference)) == pytest.approx(2.2)  # what the pairing avoids
+    stability = round_stability([(model, reference), ([0.022] * 3, [0.01] * 3)])
+    assert [row["latency_ratio"] for row in stability["rounds"]] == pytest.approx([2.0, 2.2])
+    assert stability["spread"] == pytest.approx(0.1) and stability["rounds"][1]["reference_ms_p50"] == pytest.approx(10)
 
 
 def _cell(measure: MeasureConfig, batch_size: int = 2) -> Cell:
@@ -164,7 +185,7 @@ def test_training_step_memory_uses_the_batch_size_the_cell_trained_with(tmp_path
 def test_measurements_can_be_switched_off():
     settings = MeasureConfig(budget_s=None, warmup=1, iters=2, batch_size=2, macs=False, memory=False)
     cost = cell_cost(tiny_net(), _cell(settings), (3, 16, 16), "cpu", train_batch_size=2)
-    assert "macs" not in cost and "memory" not in cost and cost["latency"]["batch_1"]["n"] == 2
+    assert "macs" not in cost and "memory" not in cost and cost["latency"]["batch_1"]["n"] == 2 * 2  # two rounds
 
 
 def test_cuda_peak_memory_resets_the_peak_before_each_phase(monkeypatch: pytest.MonkeyPatch):

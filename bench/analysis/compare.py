@@ -12,6 +12,10 @@ field is gated once on its mean over those seeds: it fails only when the mean's 
 current mean lies outside the baseline's seed spread, the 95 % prediction interval for one more baseline seed
 (mean +- t(0.975, n-1) x sd x sqrt(1 + 1/n); docs/report.md says why). Single-seed configurations are gated cell by
 cell, as before.
+
+Machines: clock-timed fields (latency_ratio, latency and training times: the catalogue's `timed` entries) are gated
+only where both sides were timed on machines with the same fingerprint; elsewhere their rows say "not gated" and why,
+and `Comparison.latency` says it once for the whole comparison (segbench.analysis.latency_gate).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from segbench.analysis.latency_gate import LatencyGating, is_timed, timed_specs, ungated_reason
 from segbench.analysis.statistics import prediction_interval
 from segbench.errors import ConfigError
 from segbench.metrics.catalogue import SUMMARY_FIELDS
@@ -107,6 +112,7 @@ class Comparison:
     compared: int = 0
     seed_gated: list[str] = field(default_factory=list)  # configurations whose checks ran on seed means
     allow_not_comparable: bool = False
+    latency: LatencyGating = field(default_factory=LatencyGating)  # where timed fields were gated, and why not
 
     @property
     def not_comparable_failure(self) -> str | None:
@@ -187,6 +193,7 @@ def compare_summaries(base: dict[str, Any], current: dict[str, Any], checks: lis
     their cells' rows show the values with the verdict "seeds".
     """
     outcome = Comparison(allow_not_comparable=allow_not_comparable)
+    outcome.latency.timed_checks = timed_specs((check.field, check.spec) for check in checks)
     base_cells, current_cells = base["cells"], current["cells"]
     outcome.missing_in_current = sorted(set(base_cells) - set(current_cells))
     outcome.missing_in_base = sorted(set(current_cells) - set(base_cells))
@@ -206,14 +213,21 @@ def compare_summaries(base: dict[str, Any], current: dict[str, Any], checks: lis
     mean_rows: list[dict[str, Any]] = []
     for configuration, members in _seed_groups(base_cells, current_cells, comparable).items():
         before, after = [base_cells[s] for s in members], [current_cells[s] for s in members]
-        rows = [row for check in checks if (row := _gate_seed_means(outcome, configuration, before, after, check))]
+        other_machine = any(ungated_reason(b, a) for b, a in zip(before, after, strict=True))
+        group_checks = [check for check in checks if not (other_machine and is_timed(check.field))]
+        rows = [row for check in group_checks
+                if (row := _gate_seed_means(outcome, configuration, before, after, check))]
         seed_gated |= {(slug, row["field"]) for slug in members for row in rows}
+        if any(is_timed(row["field"]) for row in rows):
+            outcome.latency.gated += members
         mean_rows += rows
         if rows:
             outcome.seed_gated.append(configuration)
     for slug in comparable:
         before, after = base_cells[slug], current_cells[slug]
         outcome.compared += 1
+        outcome.latency.note(before, after, (base, current))
+        ungated = ungated_reason(before, after)
         if before["status"] == "ok" and after["status"] != "ok":
             outcome.failures.append(Failure(slug, "status", before["status"], after["status"],
                                             f"error: {after.get('error')}"))
@@ -223,8 +237,13 @@ def compare_summaries(base: dict[str, Any], current: dict[str, Any], checks: lis
             verdict = ""
             if (slug, name) in seed_gated:
                 verdict = "seeds"  # decided on the configuration's mean, in its own row
+            elif check is not None and is_timed(name) and ungated is not None:
+                verdict = f"not gated: {ungated}"
+                outcome.latency.not_gated[slug] = ungated
             elif check is not None and _defined(old) and _defined(new):
                 verdict = "FAIL" if check.regressed(old, new) else "ok"
+                if is_timed(name) and slug not in outcome.latency.gated:
+                    outcome.latency.gated.append(slug)
                 if verdict == "FAIL":
                     outcome.failures.append(Failure(slug, name, old, new, check.spec))
             outcome.rows.append({"cell": slug, "field": name, "base": old, "current": new,

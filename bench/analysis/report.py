@@ -37,7 +37,10 @@ METRIC_NOTE = (
     "classes present in the ground truth or the prediction; pixel accuracy = trace/N; micro IoU = (N-E)/(N+E). "
     "GMACs are fvcore's count at batch 1 (one fused multiply-add = one MAC; GFLOPs = 2 x GMACs). Latency: eval mode, "
     "`torch.inference_mode()`, warm-up then timed iterations, median (p50) at batch 1; throughput at the "
-    "measurement batch size. The latency ratio divides it by a fixed reference workload timed in the same process. "
+    "measurement batch size. The latency ratio is the median over batch-1 iterations of the model's time over a "
+    "reference workload's (ResNet-18 features at the same input) timed back to back in the same process, in two "
+    "rounds whose agreement is recorded; it is compared only between cells timed on machines with the same "
+    "fingerprint. "
     "Peak memory: CUDA allocator peak per phase, or on the CPU the resident-set increase of a fresh process."
 )
 
@@ -143,7 +146,8 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[dict[str, A
               f"{best_row['batch_n']}; measured on {conditions.get('device', '?')} "
               f"({conditions.get('device_type', '?')}, threads: {conditions.get('threads', '?')}, autocast: "
               f"{conditions.get('autocast') or 'off'}); absolute times on a shared machine swing with its load, the "
-              "latency ratio in the cost table below does not. Peak memory: one training step / one inference batch "
+              "latency ratio in the cost table below much less. "
+              f"{latency_worth(rows)} Peak memory: one training step / one inference batch "
               "(CPU: resident-set increase of a fresh process; CUDA: peak allocated)." if conditions else
               "Latency, throughput and memory were not measured (`measure.enabled: false`); parameters are counted.")
     writer.add("### Leaderboard", f"Best value of each column in bold. {timing} Time to 90%: training time until val "
@@ -182,8 +186,9 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[dict[str, A
                    f"{', '.join(f'`tensorboard --logdir {d}`' for d in log_dirs)}.")
     writer.add("### Cost in detail",
                "Parameters are unique tensors (encoder / decoder split); GFLOPs = 2 x fvcore GMACs at batch 1 "
-               f"(input {best_row['macs_input_shape']}). The "
-               "latency ratio (model p50 / reference p50, same process) is what regression gates compare. "
+               f"(input {best_row['macs_input_shape']}). The latency ratio (model time / reference time, paired by "
+               "iteration, same process) is what regression gates compare, between cells timed on one machine "
+               "fingerprint; round spread: how far its two timing rounds agreed. "
                "torchinfo's forward/backward size is an estimate (it ignores parameter-free layers).")
     cost = tables.cost_frame(records)
     writer.table(cost, tables.COST, f"cost-{slug}.csv")
@@ -192,6 +197,28 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[dict[str, A
     if skipped:
         writer.add("Operators fvcore skipped (not in the MAC counts; calls per cell in the CSV): "
                    f"{', '.join(f'`{op}`' for op in skipped)}.")
+
+
+def latency_worth(rows: list[dict[str, Any]]) -> str:
+    """What comparing these cells' latencies is worth: on how many machines they were timed, and how far their
+    timing rounds agreed."""
+    timed = [row for row in rows if row.get("latency_ratio") is not None]
+    machines = {row["machine"]: row.get("machine_label") for row in timed if row.get("machine")}
+    spreads = [row["latency_spread"] for row in timed if row.get("latency_spread") is not None]
+    unknown = sum(not row.get("machine") for row in timed)
+    if not timed:
+        return ""
+    if len(machines) == 1 and not unknown:
+        (machine_id, label), = machines.items()
+        where = f"All {len(timed)} latencies were timed on one machine, {label} [{machine_id}]"
+    else:
+        where = (f"These latencies were timed on {len(machines)} machine fingerprints"
+                 f"{f' and {unknown} unknown machines' if unknown else ''} (cost CSV, column `machine`): compare "
+                 "latency only between cells of one machine")
+    spread = (f"; their timing rounds agreed within {max(spreads) * 100:.1f} %, so latency-ratio differences "
+              "smaller than that are noise." if spreads else "; they were timed in one round, so their noise is "
+              "unknown.")
+    return where + spread
 
 
 def _failed_section(writer: ReportWriter, failed: list[dict[str, Any]], unreadable: list[str]) -> None:

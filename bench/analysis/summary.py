@@ -2,6 +2,10 @@
 
 Derived from records alone. When one folder holds several records with the same slug (runs under different
 settings), the newest is summarised and the others are listed as superseded: they are not comparable with it.
+
+Version 2 rows say where each cell's latency was timed (`machine`, a fingerprint id, detailed once under `machines`),
+how far its timing rounds agreed (`latency_spread`) and which cells timed the same inference (`latency_workload`).
+Version 1 summaries still load: their rows have no fingerprint, so their latency counts as "other machine".
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from segbench.records.store import STATUS_OK, load_records, now_iso
 from segbench.storage import atomic_write_json
 
 SUMMARY_KIND = "segbench-summary"
-SUMMARY_VERSION = 1
-# A summary row: these identity fields, then the catalogue's summary fields (the only ones `compare` checks).
+SUMMARY_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# A summary row: these identity fields, the catalogue's summary fields (the only ones `compare` checks), then where
+# and how steadily the latency was timed (segbench.records.rows.latency_provenance).
 IDENTITY_FIELDS = ("cell_id", "config_hash", "status", "error", "dataset", "model", "encoder", "loss", "seed")
+PROVENANCE_FIELDS = ("machine", "latency_spread", "latency_workload")
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,7 @@ def select_latest(records: Iterable[dict[str, Any]]) -> Selection:
 def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     """The flat summary row of one record: identity and the numeric fields (None where not measured)."""
     row = record_row(record)
-    return {key: row[key] for key in (*IDENTITY_FIELDS, *SUMMARY_FIELDS)}
+    return {key: row[key] for key in (*IDENTITY_FIELDS, *SUMMARY_FIELDS, *PROVENANCE_FIELDS)}
 
 
 def summarize(records: list[dict[str, Any]], source: str = "") -> dict[str, Any]:
@@ -72,10 +79,21 @@ def summarize(records: list[dict[str, Any]], source: str = "") -> dict[str, Any]
             "torch": (environment.get("packages") or {}).get("torch"),
             "git_commit": environment.get("git_commit"),
         },
+        "machines": machines(selection.records),
         "cells": {record["slug"]: summary_row(record) for record in selection.records},
         "superseded": [{"slug": r["slug"], "config_hash": r["config_hash"], "cell_id": r["cell_id"]}
                        for r in selection.superseded],
     }
+
+
+def machines(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fingerprints the records' latencies were timed on, by id."""
+    found: dict[str, Any] = {}
+    for record in records:
+        machine = ((((record.get("cost") or {}).get("latency") or {}).get("conditions") or {}).get("machine")) or {}
+        if machine.get("id"):
+            found.setdefault(machine["id"], machine)
+    return found
 
 
 def summarize_folder(results: Path) -> dict[str, Any]:
@@ -101,10 +119,20 @@ def load_summary(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict) or document.get("kind") != SUMMARY_KIND:
         raise ConfigError(f"{path} is not a segbench summary (no \"kind\": \"{SUMMARY_KIND}\"); write one with "
                           "`segbench summary RESULTS_DIR --out FILE`.")
-    if document.get("version") != SUMMARY_VERSION:
-        raise ConfigError(f"{path} has summary version {document.get('version')}, this segbench reads version "
-                          f"{SUMMARY_VERSION}; regenerate it with `segbench summary` (or `make baseline`).")
-    return document
+    if document.get("version") not in READABLE_VERSIONS:
+        raise ConfigError(f"{path} has summary version {document.get('version')}, this segbench reads versions "
+                          f"{', '.join(map(str, READABLE_VERSIONS))}; regenerate it with `segbench summary` "
+                          "(or `make baseline`).")
+    return upgrade(document)
+
+
+def upgrade(document: dict[str, Any]) -> dict[str, Any]:
+    """A summary of any readable version in the current shape: a version 1 summary's rows get no fingerprint (their
+    latency was timed on an unknown machine) and no spread or workload."""
+    if document.get("version") == SUMMARY_VERSION:
+        return document
+    cells = {slug: {**{key: None for key in PROVENANCE_FIELDS}, **row} for slug, row in document["cells"].items()}
+    return {**document, "machines": document.get("machines") or {}, "cells": cells, "upgraded_from": 1}
 
 
 def write_summary(summary: dict[str, Any], out: Path) -> Path:

@@ -122,6 +122,7 @@ COST: dict[str, Column] = {
     "latency_ms_p50": metric_column("latency_ms_p50", "b1 p50 (ms)", marked=False),
     "latency_ms_p90": Column("b1 p90 (ms)", fixed(1)),
     "latency_ratio": metric_column("latency_ratio", marked=False),
+    "latency_spread": Column("round spread %", fixed(1, 0.01)),
     "batch_n_latency_ms_p50": Column("bN p50 (ms)", fixed(1)),
     "train_step_s_median": metric_column("train_step_s_median", marked=False),
     "train_images_per_s": Column("train img/s", fixed(1)),
@@ -133,9 +134,9 @@ COST: dict[str, Column] = {
 # The cost CSV holds more than the Markdown table shows: every measured detail, in raw units.
 COST_CSV = ("cell", "params", "params_encoder", "params_decoder", "macs", "gflops", "macs_input_shape",
             "unsupported_ops", "latency_ms_p50", "latency_ms_p90", "latency_ms_std", "latency_n", "latency_ratio",
-            "batch_n", "batch_n_latency_ms_p50", "throughput_images_per_s", "train_step_s_median",
-            "train_images_per_s", "train_time_s", "epoch_time_s_mean", "time_to_90pct_s", "iterations_to_90pct",
-            "train_memory_bytes", "inference_memory_bytes", "torchinfo_estimate_bytes")
+            "latency_spread", "machine", "batch_n", "batch_n_latency_ms_p50", "throughput_images_per_s",
+            "train_step_s_median", "train_images_per_s", "train_time_s", "epoch_time_s_mean", "time_to_90pct_s",
+            "iterations_to_90pct", "train_memory_bytes", "inference_memory_bytes", "torchinfo_estimate_bytes")
 
 
 def cost_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -161,6 +162,7 @@ def environment_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             "threads": device.get("threads") or (env.get("device") or {}).get("torch_threads"),
             "python": env.get("python"), "torch": packages.get("torch"),
             "smp": packages.get("segmentation-models-pytorch"), "timm": packages.get("timm"),
+            "machine": (device.get("machine") or {}).get("id"),
             "platform": env.get("platform"), "git commit": env.get("git_commit"),
         }
         rows.append({key: "-" if value is None else str(value) for key, value in row.items()})

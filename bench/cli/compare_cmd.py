@@ -28,7 +28,8 @@ def compare(
 ) -> None:
     """Print per-cell differences; exit 1 when a check fails or a base cell has no comparable counterpart (2 on bad
     input). Cells whose config hashes differ are "not comparable": they never fail a check, but the gate fails
-    unless --allow-not-comparable. Compare latency through latency_ratio, never absolute times. Configurations with
+    unless --allow-not-comparable. Compare latency through latency_ratio, never absolute times; clock-timed fields are
+    gated only between equal machine fingerprints (one line says whether they were, and why not). Configurations with
     two or more seeds on both sides are checked on their seed means and fail only outside the baseline's seed spread
     (docs/report.md)."""
     from segbench.analysis.compare import compare_summaries, format_value, parse_check
@@ -56,6 +57,7 @@ def compare(
     if outcome.compared == 0:
         err_console.print("warning: no cell could be compared (none is present on both sides with the same config "
                           "hash); run `make baseline` if the grid or segbench's semantics changed on purpose.")
+    err_console.print(outcome.latency.sentence(), highlight=False, soft_wrap=True)
     for failure in outcome.failures:
         typer.echo(f"REGRESSION {failure.message}", err=True)
     if outcome.not_comparable_failure:

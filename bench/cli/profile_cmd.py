@@ -94,8 +94,15 @@ def print_profile(console: Console, result: dict) -> None:
     budget = latency["conditions"]["budget_s"]
     rows.append(("latency timing: budget / spent (s)",
                  f"{'none' if budget is None else f'{budget:g}'} / {latency['conditions']['timing_s']:.1f}"))
-    rows.append(("latency ratio (model / reference)", f"{latency['latency_ratio']:.3f}"))
+    stability = latency["stability"]
+    rows.append(("latency ratio (model / ResNet-18 reference, median of per-iteration ratios)",
+                 f"{latency['latency_ratio']:.3f}"))
+    ratios = " / ".join(f"{row['latency_ratio']:.3f}" for row in stability["rounds"])
+    rows.append(("timing rounds' ratios (spread: largest / smallest - 1)",
+                 f"{ratios} ({stability['spread'] * 100:.1f} %)"))
     conditions = latency["conditions"]
+    rows.append(("machine fingerprint (latency is gated only between equal ones)",
+                 f"{conditions['machine']['id']}: {conditions['machine']['label']}"))
     rows.append(("conditions", f"{conditions['threads']} threads, precision {conditions['precision']}, "
                                f"cudnn.benchmark {conditions['cudnn_benchmark']}"))
     memory = cost.get("memory") or {}

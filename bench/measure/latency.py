@@ -1,6 +1,7 @@
 """Latency: warm-up then timed forward passes, synchronised, reported as a distribution, next to a fixed reference
-workload timed in the same process (their ratio is what regression gates compare across machines), with the
-conditions of the measurement. The iteration counts are calibrated to a time budget (`calibrate`), as pytest-benchmark
+workload timed in the same process (their ratio absorbs load from other processes), in two rounds whose agreement is
+recorded, with the conditions of the measurement and the fingerprint of the machine (latency is gated only between
+equal fingerprints: machine.py). The iteration counts are calibrated to a time budget (`calibrate`), as pytest-benchmark
 and timm's benchmark script do, so a model of seconds per call is not timed for minutes; the counts actually run are
 recorded."""
 
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,11 +18,13 @@ from torch import Tensor, nn
 from segbench.devices import AUTOCAST_DTYPES, autocast_context, synchronize
 from segbench.env import device_description
 from segbench.grid.schema import MeasureConfig
+from segbench.measure.machine import fingerprint
 
-REFERENCE_WORKLOAD = "conv-stack-v1"
-REFERENCE_INPUT_SHAPE = (1, 3, 256, 512)
-REFERENCE_DESCRIPTION = "3x3 conv stack (3->32 stride 2, then 4 x 32->32) with ReLUs, fixed 1x3x256x512 input"
+REFERENCE_WORKLOAD = "resnet18-features-v1"
+REFERENCE_DESCRIPTION = ("timm resnet18 feature extractor (no pooling, no head; weights seeded with 0) on a 1x3xHxW "
+                         "input at the model's own input size, in its memory format and precision")
 WARMUP_SHARE = 0.2  # of a timing phase's budget spent warming up (at least the `warmup` minimum); the rest is timed
+LATENCY_ROUNDS = 2  # batch-1 timing rounds whose agreement is recorded (`stability`) and checked by `make baseline`
 
 Progress = Callable[[str], None]  # receives one line saying what is being measured (segbench profile prints it)
 
@@ -104,25 +106,17 @@ def time_forward(
     return times, warmup
 
 
-def reference_model(device: torch.device) -> nn.Module:
-    """The fixed reference workload: a 3x3 conv stack (3->32 stride 2, then 4 x 32->32) with ReLUs, about 0.93 GMACs
-    on its fixed 1x3x256x512 input. Its weights are seeded, so it is the same everywhere."""
+def reference_model(device: torch.device, memory_format: torch.memory_format = torch.contiguous_format) -> nn.Module:
+    """The reference workload: timm's ResNet-18 as a feature extractor (no global pooling, no classifier), weights
+    seeded with 0, so it is the same everywhere. It replaced a fixed 3x3 conv stack whose time alone jumped between
+    two levels (about 29 and 38 ms) from one process to the next on one CPU, while the models' did not: a reference
+    built of the models' own operations, at their input size, moves with them (docs/report.md)."""
+    import timm
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        layers: list[nn.Module] = [nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.ReLU()]
-        for _ in range(4):
-            layers += [nn.Conv2d(32, 32, 3, padding=1), nn.ReLU()]
-        return nn.Sequential(*layers).to(device).eval()
-
-
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        return None
-    return None
+        model = timm.create_model("resnet18", pretrained=False, num_classes=0, global_pool="")
+    return model.to(device, memory_format=memory_format).eval()
 
 
 def model_memory_format(model: nn.Module) -> torch.memory_format:
@@ -135,11 +129,12 @@ def model_memory_format(model: nn.Module) -> torch.memory_format:
 
 def measurement_conditions(model: nn.Module, device: torch.device, precision: str) -> dict[str, Any]:
     """What a latency depends on besides the model: device, threads, dtype, precision (and its autocast dtype),
-    memory format, cuDNN autotuning, torch."""
+    memory format, cuDNN autotuning, torch, and the machine's fingerprint (`machine`, with its `id`)."""
     parameter = next(model.parameters(), None)
+    machine = fingerprint(device, torch.get_num_threads(), f"{REFERENCE_WORKLOAD}, {LATENCY_ROUNDS} rounds")
     name = device_description(device)["name"]
     return {
-        "device": (_cpu_model() or name) if device.type == "cpu" else name,
+        "device": (machine["cpu"]["model_name"] or name) if device.type == "cpu" else name,
         "device_type": device.type,
         "threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
@@ -151,6 +146,7 @@ def measurement_conditions(model: nn.Module, device: torch.device, precision: st
         "compile": None,
         "mode": "eval + torch.inference_mode()",
         "torch_version": torch.__version__,
+        "machine": machine,
     }
 
 
@@ -162,9 +158,12 @@ def measure_latency(
 
     input_shape: (C, H, W) after padding; precision: 'fp32', 'bf16' or 'fp16' (autocast), as the cell trained.
     Inputs take the model's memory format. `settings.budget_s` is shared by the two batch sizes: batch 1 gets half,
-    batch N the rest. Returns conditions (with the budget and the minimum counts), `batch_1`, `batch_n` and
-    `reference` (each with the warm-up and timed counts run: `warmup`, `n`) and `latency_ratio` = model p50 /
-    reference p50 at batch 1, which is comparable across machines. progress receives a line per phase.
+    in LATENCY_ROUNDS rounds with the batch-N phase between them, batch N the rest. Returns conditions (with the
+    budget, the minimum counts and the machine's fingerprint), `batch_1`, `batch_n` and `reference` (each with the
+    warm-up and timed counts run: `warmup`, `n`; batch 1 and the reference pool the rounds), `latency_ratio`, the median
+    over batch-1 iterations of model time / reference time of the same iteration (`paired_ratio`), and `stability`
+    (each round's ratio, and their spread). progress receives a line
+    per phase.
     """
     previous_threads = torch.get_num_threads()
     if settings.threads is not None:
@@ -180,28 +179,47 @@ def _measure_latency(model: nn.Module, input_shape: tuple[int, int, int], device
     autocast_dtype, memory_format = AUTOCAST_DTYPES[precision], model_memory_format(model)
     started = time.perf_counter()
     budget = settings.budget_s
-    half = None if budget is None else budget / 2
     single = torch.randn((1, *input_shape), device=device).contiguous(memory_format=memory_format)
-    reference = reference_model(device)
-    reference_input = torch.randn(REFERENCE_INPUT_SHAPE, device=device)
-    progress(f"latency at batch 1, alternating with the reference workload ({_plan(settings, half)})")
-    (model_times, reference_times), warmup_1 = time_forward(
-        [(model, single), (reference, reference_input)], device, settings.warmup, settings.iters, autocast_dtype, half
-    )
-    progress(f"  {warmup_1} warm-up + {len(model_times)} timed iterations, {time.perf_counter() - started:.1f} s")
-    rest = None if budget is None else max(budget - (time.perf_counter() - started), 0.0)
+    reference = reference_model(device, memory_format)
+    reference_input = torch.randn((1, 3, *input_shape[1:]), device=device).contiguous(memory_format=memory_format)
     batched = torch.randn((settings.batch_size, *input_shape), device=device).contiguous(memory_format=memory_format)
+    rounds: list[tuple[list[float], list[float], int]] = []  # (model times, reference times, warm-up) per round
+
+    def batch_1_round() -> None:
+        # Batch 1 gets half the budget, shared by its rounds.
+        share = None if budget is None else budget / 2 / LATENCY_ROUNDS
+        progress(f"latency at batch 1, round {len(rounds) + 1} of {LATENCY_ROUNDS}, alternating with the reference "
+                 f"workload ({_plan(settings, share)})")
+        phase_started = time.perf_counter()
+        (model_times, reference_times), warmup = time_forward(
+            [(model, single), (reference, reference_input)], device, settings.warmup, settings.iters, autocast_dtype,
+            share)
+        rounds.append((model_times, reference_times, warmup))
+        progress(f"  {warmup} warm-up + {len(model_times)} timed iterations, "
+                 f"{time.perf_counter() - phase_started:.1f} s")
+
+    # The batch-N phase sits between the batch-1 rounds, so that the rounds are seconds apart: a burst of load from
+    # another process shows as rounds that disagree (`stability`), not as one confident number.
+    batch_1_round()
+    # Batch N gets what is left once the later batch-1 rounds' shares are set aside.
+    later_rounds = (LATENCY_ROUNDS - 1) / LATENCY_ROUNDS / 2
+    rest = None if budget is None else max(budget * (1 - later_rounds) - (time.perf_counter() - started), 0.0)
     progress(f"latency at batch {settings.batch_size} ({_plan(settings, rest)})")
     phase_started = time.perf_counter()
     (batched_times,), warmup_n = time_forward([(model, batched)], device, settings.warmup, settings.iters,
                                               autocast_dtype, rest)
     progress(f"  {warmup_n} warm-up + {len(batched_times)} timed iterations, "
              f"{time.perf_counter() - phase_started:.1f} s")
+    while len(rounds) < LATENCY_ROUNDS:
+        batch_1_round()
+    model_times = [t for times, _, _ in rounds for t in times]
+    reference_times = [t for _, times, _ in rounds for t in times]
+    warmup_1 = sum(warmup for _, _, warmup in rounds)
     batch_1 = {"input_shape": list(single.shape), "warmup": warmup_1, **latency_stats(model_times, 1)}
     reference_stats = {
         "workload": REFERENCE_WORKLOAD,
         "description": REFERENCE_DESCRIPTION,
-        "input_shape": list(REFERENCE_INPUT_SHAPE),
+        "input_shape": list(reference_input.shape),
         "warmup": warmup_1,
         **latency_stats(reference_times, 1),
     }
@@ -214,8 +232,30 @@ def _measure_latency(model: nn.Module, input_shape: tuple[int, int, int], device
         "batch_n": {"input_shape": list(batched.shape), "warmup": warmup_n,
                     **latency_stats(batched_times, settings.batch_size)},
         "reference": reference_stats,
-        "latency_ratio": batch_1["latency_ms_p50"] / reference_stats["latency_ms_p50"],
+        "latency_ratio": paired_ratio(model_times, reference_times),
+        "latency_ratio_method": "median over batch-1 iterations of model time / reference time in the same iteration",
+        "stability": round_stability([(model, reference) for model, reference, _ in rounds]),
     }
+
+
+def paired_ratio(model_times: list[float], reference_times: list[float]) -> float:
+    """The median of model time / reference time over iterations that timed both back to back: a burst of load that
+    slows one iteration slows both of its halves, so the pairs' ratio moves less than a ratio of two medians."""
+    return float(np.median(np.asarray(model_times) / np.asarray(reference_times)))
+
+
+def round_stability(rounds: list[tuple[list[float], list[float]]]) -> dict[str, Any]:
+    """How far the batch-1 rounds agree: each round's p50s (ms) and paired ratio, and `spread`, the largest round
+    ratio over the smallest minus 1 (0.10: one round's ratio is 10 % above another's)."""
+    rows = []
+    for model_times, reference_times in rounds:
+        rows.append({"n": len(model_times), "latency_ms_p50": float(np.median(model_times)) * 1e3,
+                     "reference_ms_p50": float(np.median(reference_times)) * 1e3,
+                     "latency_ratio": paired_ratio(model_times, reference_times)})
+    ratios = [row["latency_ratio"] for row in rows]
+    return {"method": f"{len(rows)} rounds at batch 1, seconds apart (the batch-N phase between them); spread = "
+                      "largest round ratio / smallest - 1",
+            "rounds": rows, "spread": max(ratios) / min(ratios) - 1 if ratios else None}
 
 
 def _plan(settings: MeasureConfig, budget_s: float | None) -> str:

@@ -35,7 +35,8 @@ class Metric:
     -1 when lower is. unit: of the raw number. label: column header in reports (names the shown unit); short: header
     in the 80-column terminal leaderboard; fmt: raw number -> text under those headers. from_matrix: computed by
     `compute_metrics` from the confusion matrix (otherwise a cost or timing field). summary: a field of summary
-    rows, hence of baselines and regression gates.
+    rows, hence of baselines and regression gates. timed: read from a clock on the machine that ran the cell, so
+    `compare` gates it only between equal machine fingerprints (segbench.measure.machine).
     """
 
     key: str
@@ -46,6 +47,7 @@ class Metric:
     fmt: Callable[[Any], str]
     from_matrix: bool
     summary: bool = True
+    timed: bool = False
 
 
 def _accuracy(key: str, label: str, short: str, summary: bool = True) -> Metric:
@@ -70,18 +72,20 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("params", -1, "parameters", "params (M)", "Mparams", MILLIONS, from_matrix=False),
     Metric("macs", -1, "MACs at batch 1", "MACs (G)", "GMACs", fixed(2, 1e9), from_matrix=False),
     Metric("gmacs", -1, "GMACs at batch 1", "GMACs", "GMACs", fixed(2), from_matrix=False),
-    Metric("latency_ratio", -1, "model p50 / reference p50", "latency ratio", "lat.ratio", fixed(3), from_matrix=False),
-    Metric("latency_ms_p50", -1, "ms at batch 1", "latency p50 b1 (ms)", "p50 ms", fixed(1), from_matrix=False),
+    Metric("latency_ratio", -1, "model p50 / reference p50", "latency ratio", "lat.ratio", fixed(3),
+           from_matrix=False, timed=True),
+    Metric("latency_ms_p50", -1, "ms at batch 1", "latency p50 b1 (ms)", "p50 ms", fixed(1), from_matrix=False,
+           timed=True),
     Metric("throughput_images_per_s", +1, "images/s at the measurement batch", "throughput (img/s)", "img/s",
-           fixed(1), from_matrix=False),
-    Metric("train_time_s", -1, "s", "train time (s)", "train s", fixed(1), from_matrix=False),
-    Metric("train_step_s_median", -1, "s", "train step (s)", "step s", fixed(3), from_matrix=False),
+           fixed(1), from_matrix=False, timed=True),
+    Metric("train_time_s", -1, "s", "train time (s)", "train s", fixed(1), from_matrix=False, timed=True),
+    Metric("train_step_s_median", -1, "s", "train step (s)", "step s", fixed(3), from_matrix=False, timed=True),
     Metric("train_memory_bytes", -1, "bytes", "peak mem train (MiB)", "train MiB", MIB, from_matrix=False),
     Metric("inference_memory_bytes", -1, "bytes", "peak mem infer (MiB)", "infer MiB", MIB, from_matrix=False),
     # Time to accuracy (segbench.records.rows.time_to_accuracy): when val mIoU first reached 90 % of its final value.
     # Not summary fields: they depend on how often a grid evaluates, and the committed baseline's rows keep their shape.
     Metric("time_to_90pct_s", -1, "s of training", "time to 90% (s)", "t90 s", fixed(1), from_matrix=False,
-           summary=False),
+           timed=True, summary=False),
     Metric("iterations_to_90pct", -1, "iterations", "iters to 90%", "it90", fixed(0), from_matrix=False,
            summary=False),
 )
@@ -90,3 +94,5 @@ METRICS: dict[str, Metric] = {metric.key: metric for metric in CATALOGUE}
 MATRIX_METRICS: tuple[str, ...] = tuple(metric.key for metric in CATALOGUE if metric.from_matrix)
 # Field -> direction of an improvement: the numeric fields of a summary row, the only ones `compare` checks.
 SUMMARY_FIELDS: dict[str, int] = {metric.key: metric.better for metric in CATALOGUE if metric.summary}
+# Fields read from a clock: comparable only between runs on machines with equal fingerprints.
+TIMED_FIELDS: frozenset[str] = frozenset(metric.key for metric in CATALOGUE if metric.timed)

@@ -147,6 +147,32 @@ def _cost(record: dict[str, Any]) -> dict[str, Any]:
         "train_images_per_s": timing.get("train_images_per_s"),
         "epoch_time_s_mean": float(np.mean(epochs)) if epochs else None,
         "torchinfo_estimate_bytes": (memory.get("estimate") or {}).get("forward_backward_bytes"),
+        **latency_provenance(record),
+    }
+
+
+def latency_provenance(record: dict[str, Any]) -> dict[str, Any]:
+    """Where and how steadily a record's latency was timed: `machine` (the fingerprint id; None for records from
+    before fingerprints), `machine_label`, `latency_spread` (largest batch-1 round ratio / smallest - 1; None for
+    records timed in one round) and `latency_workload`, the same text for cells whose timed inference is identical
+    (architecture, encoder, parameter count, input shape, precision, memory format, threads, machine), whatever their
+    loss or seed."""
+    config = record.get("config") or {}
+    cost = record.get("cost") or {}
+    latency = cost.get("latency") or {}
+    conditions = latency.get("conditions") or {}
+    machine = conditions.get("machine") or {}
+    shape = (latency.get("batch_1") or {}).get("input_shape")
+    workload = None
+    if shape:
+        workload = (f"{config.get('model')}/{config.get('encoder')}, {(cost.get('params') or {}).get('total')} params, "
+                    f"input {shape_text(shape)}, {conditions.get('precision')}, {conditions.get('memory_format')}, "
+                    f"{conditions.get('threads')} threads, machine {machine.get('id')}")
+    return {
+        "machine": machine.get("id"),
+        "machine_label": machine.get("label"),
+        "latency_spread": (latency.get("stability") or {}).get("spread"),
+        "latency_workload": workload,
     }
 
 
