@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 from segbench.analysis.compare import Check, compare_summaries, parse_check
@@ -182,38 +183,63 @@ def seeds(mious: list[float], config: str = "unet__resnet18__ce__synthetic") -> 
     return [record(slug=f"{config}__s{seed}", miou=miou) for seed, miou in enumerate(mious)]
 
 
-def test_a_drop_beyond_the_threshold_inside_the_seed_spread_passes():
-    base = summarize(seeds([0.50, 0.56, 0.44]))  # sd 0.06: one more seed may land anywhere in about 0.50 +- 0.30
-    current = summarize(seeds([0.47, 0.53, 0.41]))  # mean -0.03: beyond miou:-0.02, but well inside that spread
+def test_a_drop_beyond_the_threshold_that_noise_explains_passes():
+    base = summarize(seeds([0.50, 0.56, 0.44]))
+    current = summarize(seeds([0.53, 0.47, 0.41]))  # mean -0.03, beyond miou:-0.02, but the seeds disagree
     outcome = compare_summaries(base, current, [parse_check("miou:-0.02")])
     assert outcome.exit_code == 0 and not outcome.failures
     assert outcome.seed_gated == ["unet__resnet18__ce__synthetic"]
     mean_row = next(row for row in outcome.rows if row["cell"] == "unet__resnet18__ce__synthetic (mean of 3 seeds)")
     assert mean_row["verdict"] == "noise" and mean_row["base"] == pytest.approx(0.50)
     assert mean_row["current"] == pytest.approx(0.47)
+    differences = [0.03, -0.09, -0.03]
+    p = stats.ttest_1samp(differences, 0.0, alternative="less").pvalue  # a drop is the regression for mIoU
+    assert f"one-sided paired t-test over 3 seeds: p = {p:.4f} >= 0.05" in mean_row["check"]
     assert {row["verdict"] for row in outcome.rows if row["cell"].endswith("__s0") and row["field"] == "miou"} == {
-        "seeds"}  # each seed alone (-0.03) would have failed the old gate
+        "seeds"}  # each seed alone would have been gated on its own
 
 
-def test_a_drop_beyond_the_threshold_outside_the_seed_spread_fails():
-    base = summarize(seeds([0.50, 0.505, 0.495]))  # sd 0.005: prediction interval about [0.475, 0.525]
-    current = summarize(seeds([0.45, 0.455, 0.445]))
-    outcome = compare_summaries(base, current, [parse_check("miou:-0.02")])
+def test_a_clear_drop_of_every_seed_fails_naming_the_configuration():
+    """The case the prediction-interval gate let pass: every seed 3 points below the baseline's worst."""
+    base = summarize(seeds([0.50, 0.52, 0.51]))
+    current = summarize(seeds([0.47, 0.47, 0.47]))
+    outcome = compare_summaries(base, current, [parse_check("miou:-0.01")])
     assert outcome.exit_code == 1 and len(outcome.failures) == 1
+    p = stats.ttest_rel([0.47, 0.47, 0.47], [0.50, 0.52, 0.51], alternative="less").pvalue
+    assert p < 0.05
+    assert outcome.failures[0].message == (
+        "unet__resnet18__ce__synthetic (mean of 3 seeds): miou went from 0.5100 to 0.4700 (-0.04, -7.8%), beyond the "
+        f"threshold miou:-0.01; seeds s0, s1, s2; one-sided paired t-test over 3 seeds: p = {p:.4f} < 0.05")
+    # an unchanged rerun passes (no spread in the differences, no change), and so does a shift inside the threshold
+    assert compare_summaries(base, summarize(seeds([0.50, 0.52, 0.51])), [parse_check("miou:-0.01")]).exit_code == 0
+    inside = compare_summaries(base, summarize(seeds([0.495, 0.515, 0.505])), [parse_check("miou:-0.01")])
+    assert inside.exit_code == 0 and inside.rows[-1]["verdict"] == "ok"
+
+
+def test_a_uniform_drop_has_no_spread_and_the_threshold_decides():
+    base = summarize(seeds([0.50, 0.56, 0.44]))
+    outcome = compare_summaries(base, summarize(seeds([0.47, 0.53, 0.41])), [parse_check("miou:-0.02")])
+    assert outcome.exit_code == 1
+    assert "no spread in the per-seed differences over 3 seeds, so the threshold alone decides" in (
+        outcome.failures[0].message)
+
+
+def test_other_seeds_on_each_side_are_tested_unpaired_with_welch():
+    base = summarize(seeds([0.50, 0.52, 0.51]))
+    current = summarize([*seeds([0.47, 0.46]), record(slug="unet__resnet18__ce__synthetic__s3", miou=0.45)])
+    outcome = compare_summaries(base, current, [parse_check("miou:-0.01")])
+    p = stats.ttest_ind([0.47, 0.46, 0.45], [0.50, 0.52, 0.51], equal_var=False, alternative="less").pvalue
+    assert outcome.exit_code == 1 and p < 0.05
     message = outcome.failures[0].message
-    assert message.startswith("unet__resnet18__ce__synthetic (mean of 3 seeds): miou went from 0.5000 to 0.4500")
-    assert "beyond the threshold miou:-0.02 and outside the baseline's seed spread [0.47" in message
-    # outside the spread (no spread at all) but within the threshold: no regression
-    identical = summarize(seeds([0.50, 0.50, 0.50]))
-    small = compare_summaries(identical, summarize(seeds([0.49, 0.49, 0.49])), [parse_check("miou:-0.02")])
-    assert small.exit_code == 0 and small.rows[-1]["verdict"] == "ok"
-    assert small.rows[-1]["cell"] == "unet__resnet18__ce__synthetic (mean of 3 seeds)"
+    assert message.startswith("unet__resnet18__ce__synthetic (means of 3 baseline and 3 current seeds): miou went from")
+    assert f"seeds s0, s1, s2 (baseline) and s0, s1, s3 (current); one-sided Welch t-test over 3 baseline and 3 " \
+           f"current seeds: p = {p:.4f} < 0.05" in message
 
 
 def test_single_seed_configurations_are_gated_cell_by_cell_as_before():
     other = "fpn__resnet18__ce__synthetic"
     base = summarize([*seeds([0.50, 0.56, 0.44]), record(slug=f"{other}__s0", miou=0.50)])
-    current = summarize([*seeds([0.47, 0.53, 0.41]), record(slug=f"{other}__s0", miou=0.47)])
+    current = summarize([*seeds([0.53, 0.47, 0.41]), record(slug=f"{other}__s0", miou=0.47)])
     outcome = compare_summaries(base, current, [parse_check("miou:-0.02")])
     assert [failure.cell for failure in outcome.failures] == [f"{other}__s0"]
     assert outcome.failures[0].message == (f"{other}__s0: miou went from 0.5000 to 0.4700 (-0.03, -6.0%), beyond the "
@@ -221,9 +247,9 @@ def test_single_seed_configurations_are_gated_cell_by_cell_as_before():
     assert outcome.seed_gated == ["unet__resnet18__ce__synthetic"]
 
 
-def test_cli_compare_names_the_seed_spread(tmp_path: Path):
+def test_cli_compare_names_the_seed_test(tmp_path: Path):
     base_dir = _results(tmp_path / "base", seeds([0.50, 0.505, 0.495]))
-    current_dir = _results(tmp_path / "current", seeds([0.45, 0.455, 0.445]))
+    current_dir = _results(tmp_path / "current", seeds([0.45, 0.46, 0.445]))
     result = CliRunner().invoke(app, ["compare", str(base_dir), str(current_dir), "--fail-on", "miou:-0.02"])
     assert result.exit_code == 1
     assert "REGRESSION unet__resnet18__ce__synthetic (mean of 3 seeds): miou went from" in result.output

@@ -7,11 +7,11 @@ config hashes differ were measured under different settings: they are "not compa
 gate that could not compare a baseline cell fails unless that is allowed (otherwise any change of hash would leave
 the gate checking nothing).
 
-Seeds: where a configuration (slugs that differ only by `__s<seed>`) has two or more comparable seeds, each checked
-field is gated once on its mean over those seeds: it fails only when the mean's change passes the threshold AND the
-current mean lies outside the baseline's seed spread, the 95 % prediction interval for one more baseline seed
-(mean +- t(0.975, n-1) x sd x sqrt(1 + 1/n); docs/report.md says why). Single-seed configurations are gated cell by
-cell, as before.
+Seeds: where a configuration (slugs that differ only by `__s<seed>`) has two or more ok seeds on both sides, each
+checked field is gated once on its mean over those seeds: it fails only when the mean's change passes the threshold
+AND a one-sided test in the regression direction gives p < 0.05 (a paired t-test on the per-seed differences when
+both sides ran the same seeds, a Welch t-test otherwise; segbench.analysis.seed_gate, docs/report.md says why).
+Single-seed configurations are gated cell by cell, as before.
 
 Machines: clock-timed fields (latency_ratio, latency and training times: the catalogue's `timed` entries) are gated
 only where both sides were timed on machines with the same fingerprint; elsewhere their rows say "not gated" and why,
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segbench.analysis.latency_gate import LatencyGating, is_timed, timed_specs, ungated_reason
-from segbench.analysis.statistics import prediction_interval
+from segbench.analysis.seed_gate import SeedTest, seed_test
 from segbench.errors import ConfigError
 from segbench.metrics.catalogue import SUMMARY_FIELDS
 from segbench.records.rows import configuration_slug
@@ -79,14 +79,15 @@ def parse_check(text: str) -> Check:
 @dataclass(frozen=True)
 class Failure:
     """One failed check. cell: a slug, or "<configuration> (mean of n seeds)" for a check on seed means, which
-    also carries the baseline's seed spread (low, high)."""
+    also names its seeds and the test that found the move beyond noise."""
 
     cell: str
     field: str
     base: Any
     current: Any
     threshold: str
-    spread: tuple[float, float] | None = None
+    seeds: str | None = None
+    test: SeedTest | None = None
 
     @property
     def message(self) -> str:
@@ -94,9 +95,8 @@ class Failure:
             return f"{self.cell}: status went from {self.base} to {self.current} ({self.threshold})"
         text = (f"{self.cell}: {self.field} went from {format_value(self.base)} to {format_value(self.current)} "
                 f"({describe_change(self.base, self.current)}), beyond the threshold {self.threshold}")
-        if self.spread is not None:
-            text += (f" and outside the baseline's seed spread [{format_value(self.spread[0])}, "
-                     f"{format_value(self.spread[1])}]")
+        if self.test is not None:
+            text += f"; seeds {self.seeds}; {self.test.text}"
         return text
 
 
@@ -153,35 +153,76 @@ def describe_change(base: Any, current: Any) -> str:
     return text
 
 
-def _seed_groups(base_cells: dict[str, Any], current_cells: dict[str, Any], slugs: list[str]) -> dict[str, list[str]]:
-    """Configurations with two or more comparable seeds, ok on both sides: {configuration slug: [cell slugs]}."""
-    groups: dict[str, list[str]] = {}
-    for slug in slugs:
-        if base_cells[slug]["status"] == "ok" and current_cells[slug]["status"] == "ok":
-            groups.setdefault(configuration_slug(slug), []).append(slug)
-    return {configuration: members for configuration, members in groups.items() if len(members) >= 2}
+@dataclass(frozen=True)
+class SeedGroup:
+    """A configuration with two or more ok seeds on both sides: the slugs of its seeds on each side."""
+
+    configuration: str
+    base: list[str]
+    current: list[str]
+
+    @property
+    def paired(self) -> bool:
+        """Both sides ran the same seeds: seed s of one side pairs with seed s of the other."""
+        return self.base == self.current
 
 
-def _gate_seed_means(outcome: Comparison, configuration: str, before: list[dict[str, Any]],
-                     after: list[dict[str, Any]], check: Check) -> dict[str, Any] | None:
+def _seed_groups(base_cells: dict[str, Any], current_cells: dict[str, Any], not_comparable: set[str]
+                 ) -> list[SeedGroup]:
+    """Configurations with two or more ok seeds on each side, sharing at least one comparable seed (the same config
+    hash on both sides: the check that it is one configuration); seeds with other hashes on the two sides are left
+    out, seeds present on one side only are kept (then the sides are tested unpaired)."""
+    sides: list[dict[str, list[str]]] = [{}, {}]
+    for cells, by_configuration in zip((base_cells, current_cells), sides, strict=True):
+        for slug in sorted(cells):
+            if cells[slug]["status"] == "ok" and slug not in not_comparable:
+                by_configuration.setdefault(configuration_slug(slug), []).append(slug)
+    groups = []
+    for configuration in sorted(set(sides[0]) & set(sides[1])):
+        base, current = sides[0][configuration], sides[1][configuration]
+        if len(base) >= 2 and len(current) >= 2 and set(base) & set(current):
+            groups.append(SeedGroup(configuration, base, current))
+    return groups
+
+
+def _seed_names(slugs: list[str]) -> str:
+    """"s0, s1, s2": the seed suffixes of slugs."""
+    return ", ".join(slug.rsplit("__", 1)[-1] for slug in slugs)
+
+
+def _gate_seed_means(outcome: Comparison, group: SeedGroup, base_cells: dict[str, Any],
+                     current_cells: dict[str, Any], check: Check) -> dict[str, Any] | None:
     """Gate one field on its mean over the seeds of one configuration (a failure goes into `outcome`); returns the
-    row to show, or None when fewer than two seeds have the field on both sides."""
-    pairs = [(b.get(check.field), a.get(check.field)) for b, a in zip(before, after, strict=True)]
-    pairs = [(old, new) for old, new in pairs if _defined(old) and _defined(new)]
-    if len(pairs) < 2:
+    row to show, or None when fewer than two seeds have the field on a side (or, paired, on both sides)."""
+    if group.paired:
+        pairs = [(base_cells[s].get(check.field), current_cells[s].get(check.field), s) for s in group.base]
+        pairs = [(old, new, s) for old, new, s in pairs if _defined(old) and _defined(new)]
+        old_values, new_values = [old for old, _, _ in pairs], [new for _, new, _ in pairs]
+        seeds = _seed_names([s for _, _, s in pairs])
+        label = f"{group.configuration} (mean of {len(pairs)} seeds)"
+    else:
+        olds = [(base_cells[s].get(check.field), s) for s in group.base]
+        news = [(current_cells[s].get(check.field), s) for s in group.current]
+        olds, news = [item for item in olds if _defined(item[0])], [item for item in news if _defined(item[0])]
+        old_values, new_values = [value for value, _ in olds], [value for value, _ in news]
+        seeds = f"{_seed_names([s for _, s in olds])} (baseline) and {_seed_names([s for _, s in news])} (current)"
+        label = f"{group.configuration} (means of {len(olds)} baseline and {len(news)} current seeds)"
+    if len(old_values) < 2 or len(new_values) < 2:
         return None
-    old_mean = sum(old for old, _ in pairs) / len(pairs)
-    new_mean = sum(new for _, new in pairs) / len(pairs)
-    low, high = prediction_interval([old for old, _ in pairs])
-    outside = not low - 1e-12 <= new_mean <= high + 1e-12
+    old_mean, new_mean = sum(old_values) / len(old_values), sum(new_values) / len(new_values)
     passed_threshold = check.regressed(old_mean, new_mean)
-    verdict = "FAIL" if passed_threshold and outside else "noise" if passed_threshold else "ok"
-    label = f"{configuration} (mean of {len(pairs)} seeds)"
+    test = seed_test(old_values, new_values, check.direction, group.paired)
+    verdict = ("FAIL" if test.significant else "noise") if passed_threshold else "ok"
     if verdict == "FAIL":
-        outcome.failures.append(Failure(label, check.field, old_mean, new_mean, check.spec, (low, high)))
+        outcome.failures.append(Failure(label, check.field, old_mean, new_mean, check.spec, seeds, test))
     return {"cell": label, "field": check.field, "base": old_mean, "current": new_mean,
-            "change": describe_change(old_mean, new_mean),
-            "check": f"{check.spec}, spread [{format_value(low)}, {format_value(high)}]", "verdict": verdict}
+            "change": describe_change(old_mean, new_mean), "check": f"{check.spec}; {test.text}", "verdict": verdict}
+
+
+def _one_machine(rows: list[dict[str, Any]]) -> bool:
+    """Whether every row's latency was timed on one and the same fingerprint."""
+    machines = {row.get("machine") for row in rows}
+    return len(machines) == 1 and None not in machines
 
 
 def compare_summaries(base: dict[str, Any], current: dict[str, Any], checks: list[Check],
@@ -211,18 +252,19 @@ def compare_summaries(base: dict[str, Any], current: dict[str, Any], checks: lis
             comparable.append(slug)
     seed_gated: set[tuple[str, str]] = set()  # (slug, field) checked on its configuration's seed mean
     mean_rows: list[dict[str, Any]] = []
-    for configuration, members in _seed_groups(base_cells, current_cells, comparable).items():
-        before, after = [base_cells[s] for s in members], [current_cells[s] for s in members]
-        other_machine = any(ungated_reason(b, a) for b, a in zip(before, after, strict=True))
-        group_checks = [check for check in checks if not (other_machine and is_timed(check.field))]
+    not_comparable = {item["cell"] for item in outcome.not_comparable}
+    for group in _seed_groups(base_cells, current_cells, not_comparable):
+        members = sorted(set(group.base) & set(group.current))  # the cells whose own rows defer to the group's
+        one_machine = _one_machine([base_cells[s] for s in group.base] + [current_cells[s] for s in group.current])
+        group_checks = [check for check in checks if one_machine or not is_timed(check.field)]
         rows = [row for check in group_checks
-                if (row := _gate_seed_means(outcome, configuration, before, after, check))]
+                if (row := _gate_seed_means(outcome, group, base_cells, current_cells, check))]
         seed_gated |= {(slug, row["field"]) for slug in members for row in rows}
         if any(is_timed(row["field"]) for row in rows):
             outcome.latency.gated += members
         mean_rows += rows
         if rows:
-            outcome.seed_gated.append(configuration)
+            outcome.seed_gated.append(group.configuration)
     for slug in comparable:
         before, after = base_cells[slug], current_cells[slug]
         outcome.compared += 1

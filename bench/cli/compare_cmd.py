@@ -30,8 +30,8 @@ def compare(
     input). Cells whose config hashes differ are "not comparable": they never fail a check, but the gate fails
     unless --allow-not-comparable. Compare latency through latency_ratio, never absolute times; clock-timed fields are
     gated only between equal machine fingerprints (one line says whether they were, and why not). Configurations with
-    two or more seeds on both sides are checked on their seed means and fail only outside the baseline's seed spread
-    (docs/report.md)."""
+    two or more seeds on both sides are checked on their seed means and fail only when a one-sided t-test (paired by
+    seed, or Welch) also finds the move beyond noise, p < 0.05 (docs/report.md)."""
     from segbench.analysis.compare import compare_summaries, format_value, parse_check
     from segbench.analysis.summary import load_summary
 
@@ -64,8 +64,9 @@ def compare(
         typer.echo(f"NOT COMPARABLE {outcome.not_comparable_failure}", err=True)
     if outcome.seed_gated:
         err_console.print(f"{len(outcome.seed_gated)} configurations with two or more seeds gated on their seed means: "
-                          "a check fails only beyond its threshold and outside the baseline's seed spread (verdict "
-                          "'noise': beyond the threshold, inside the spread).")
+                          "a check fails only beyond its threshold and when a one-sided t-test in the regression "
+                          "direction (paired by seed when both sides ran the same seeds, else Welch) gives p < 0.05 "
+                          "(verdict 'noise': beyond the threshold, p >= 0.05).", highlight=False)
     summary = f"{outcome.compared} cells compared, {len(outcome.failures)} checks failed"
     err_console.print(summary if not outcome.exit_code else f"[red]{summary}[/]")
     raise typer.Exit(outcome.exit_code)
