@@ -6,9 +6,13 @@ joining fails, all within CONNECT_TIMEOUT_S.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from segbench.errors import ConfigError
@@ -86,7 +90,8 @@ def probe(ray: Any, address: str, auth: DriverAuth) -> None:
         return
     refused = getattr(ray.exceptions, "AuthenticationError", None)
     try:
-        client = _settle_token(lambda: GcsClient(address=address), refused, auth)
+        with _native_stderr_silenced():
+            client = _settle_token(lambda: GcsClient(address=address), refused, auth)
     except TypeError:  # another signature
         return
     try:
@@ -95,6 +100,23 @@ def probe(ray: Any, address: str, auth: DriverAuth) -> None:
         return
     if metadata:
         check_version_info(metadata, "this driver")  # RuntimeError naming both versions, as ray.init raises it
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Ray's native GCS client writes every refused or unanswered call to stderr itself (gcs_client.cc; no setting
+    turns it off), so asking without a token first, as the probe does, would print an alarming line on every run
+    that then joins with one. The probe's outcome is reported in segbench's own sentence; only this thread runs
+    meanwhile (the caller waits for it, nothing of Ray's is started yet)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _settle_token(connect: Any, refused: type[BaseException] | None, auth: DriverAuth) -> Any:
