@@ -1,5 +1,5 @@
-"""Main effects over paired cells and pairs of top configurations, on small frames whose answer is known by
-construction."""
+"""Main effects over seeds, conditional effects, and pairs of top configurations, on small frames whose answer is
+known by construction or recomputed with scipy; and a coverage simulation of the main-effect interval."""
 
 from __future__ import annotations
 
@@ -13,10 +13,14 @@ from scipy import stats
 from segbench.analysis.comparisons import (
     COLUMNS,
     METHOD_PARAGRAPH,
+    conditional_effects,
     configuration_pairs,
     main_effects,
+    pairs_paragraph,
     parse_baselines,
+    verdict_rule,
 )
+from segbench.analysis.statistics import ZERO_SPREAD_NOTE, holm_adjust, t_test
 from segbench.errors import ConfigError
 
 MODEL_BASE = {"unet": 0.60, "fpn": 0.58}
@@ -48,40 +52,96 @@ def only(table: pd.DataFrame, **where: object) -> pd.Series:
     return selected.iloc[0]
 
 
+def scipy_sign_flip_p(d: np.ndarray) -> float:
+    return stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf,
+                                  alternative="two-sided").pvalue
+
+
 def test_columns_are_exactly_the_csv_columns() -> None:
-    assert list(main_effects(make_frame()).columns) == COLUMNS
-    assert list(main_effects(make_frame().iloc[0:0]).columns) == COLUMNS
-    assert COLUMNS == ["dataset", "axis", "level", "baseline", "metric", "n", "mean_level", "mean_baseline", "delta",
-                       "ci_low", "ci_high", "p_value", "p_holm", "prob_better", "verdict"]
+    assert COLUMNS == ["dataset", "axis", "level", "baseline", "scope", "metric", "n", "mean_level",
+                       "mean_baseline", "delta", "ci_low", "ci_high", "p_value", "p_signflip", "p_holm",
+                       "prob_better", "verdict", "note"]
+    for table in (main_effects(make_frame()), main_effects(make_frame().iloc[0:0]),
+                  conditional_effects(make_frame()), conditional_effects(make_frame().iloc[0:0])):
+        assert list(table.columns) == COLUMNS
+
+
+# 2 combinations of the other axes (unet, fpn) x 3 seeds x 2 losses; fpn/focal at seed 2 did not finish
+HAND = {("unet", "ce"): [0.610, 0.622, 0.605], ("unet", "focal"): [0.631, 0.629, 0.641],
+        ("fpn", "ce"): [0.580, 0.575, 0.592], ("fpn", "focal"): [0.602, 0.611, None]}
+
+
+def hand_frame() -> pd.DataFrame:
+    return pd.DataFrame([{"dataset": "synthetic", "model": model, "encoder": "resnet18", "loss": loss, "seed": seed,
+                          "miou": value} for (model, loss), values in HAND.items()
+                         for seed, value in enumerate(values) if value is not None])
+
+
+def test_main_effect_averages_differences_within_each_seed_and_matches_scipy() -> None:
+    row = only(main_effects(hand_frame(), metrics=("miou",)), axis="loss", metric="miou")
+    d_unet = np.subtract(HAND["unet", "focal"], HAND["unet", "ce"])
+    d_fpn = np.subtract(HAND["fpn", "focal"][:2], HAND["fpn", "ce"][:2])
+    d = np.array([(d_unet[0] + d_fpn[0]) / 2, (d_unet[1] + d_fpn[1]) / 2, d_unet[2]])  # seed 2: unet alone
+    expected = stats.ttest_1samp(d, 0)
+    interval = expected.confidence_interval(0.95)
+    assert (row["level"], row["baseline"], row["scope"], row["n"]) == ("focal", "ce", "all", 3)
+    assert row["delta"] == pytest.approx(d.mean(), abs=1e-15)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((interval.low, interval.high), rel=1e-9)
+    assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
+    assert row["p_signflip"] == pytest.approx(scipy_sign_flip_p(d), abs=1e-12)
+    assert row["prob_better"] == 1.0  # every seed's d_s favours focal
+    assert row["mean_level"] - row["mean_baseline"] == pytest.approx(row["delta"], abs=1e-12)
+    assert "unbalanced" in row["note"]
+    # the unadjusted interval excludes 0 (p 0.032), but Holm over this family (loss and model) gives 0.064: the
+    # verdict follows the adjusted test, not the interval
+    assert row["ci_low"] > 0 and row["p_holm"] == pytest.approx(2 * row["p_value"]) and row["p_holm"] > 0.05
+    assert row["verdict"] == "inconclusive"
 
 
 def test_clearly_better_loss_is_better() -> None:
     table = main_effects(make_frame(focal_effect=0.05))
     row = only(table, axis="loss", level="focal", metric="miou")
     assert row["baseline"] == "ce"
-    assert row["n"] == 6
+    assert row["n"] == 3  # seeds, not pairs of cells
     assert row["delta"] == pytest.approx(0.05 + np.mean(list(JITTER.values())))
     assert row["ci_low"] > 0.04 and row["ci_high"] < 0.06
-    assert row["p_value"] == pytest.approx(2 / 2**6)  # every pair favours focal: the exact floor with 6 pairs
+    assert row["p_signflip"] == pytest.approx(0.25)  # every seed favours focal: the exact floor with 3 seeds
+    assert row["p_value"] < 0.001 and row["p_holm"] < 0.05
     assert row["prob_better"] == 1.0
     assert row["verdict"] == "better"
     assert set(table["axis"]) == {"model", "loss"}  # one encoder: nothing to compare on that axis
     assert set(table["metric"]) == {"miou", "pixel_accuracy", "mdice"}
+    assert set(table["scope"]) == {"all"}
 
 
-def test_tiny_differences_are_within_noise() -> None:
+def test_tiny_differences_are_within_margin() -> None:
     row = only(main_effects(make_frame(focal_effect=0.001, jitter_scale=0.2)), axis="loss", metric="miou")
     assert abs(row["delta"]) < 0.002
-    assert row["verdict"] == "within noise"
+    assert row["verdict"] == "within margin"
+
+
+def test_identical_results_are_within_margin_and_zero_spread_is_inconclusive() -> None:
+    frame = make_frame(focal_effect=0.05)
+    frame["params"] = np.where(frame["model"] == "fpn", 2.0e6, 1.0e6)  # the loss changes no parameter
+    frame["gap"] = np.where(frame["loss"] == "focal", 0.02, 0.0)  # the same +0.02 at every seed: zero spread
+    table = main_effects(frame, metrics=("params", "gap"), higher_is_better={"params": False})
+    identical = only(table, axis="loss", metric="params")
+    assert (identical["delta"], identical["ci_low"], identical["ci_high"]) == (0.0, 0.0, 0.0)
+    assert identical["verdict"] == "within margin" and math.isnan(identical["p_value"])
+    constant = only(table, axis="loss", metric="gap")
+    assert constant["delta"] == pytest.approx(0.02) and math.isnan(constant["ci_low"])
+    assert (constant["verdict"], constant["note"]) == ("inconclusive", ZERO_SPREAD_NOTE)
+    assert constant["p_signflip"] == pytest.approx(0.25)
 
 
 def test_large_noise_is_inconclusive_and_lower_is_better_metric_flips() -> None:
     frame = make_frame(focal_effect=0.01, jitter_scale=20.0)
     frame["latency_ms"] = np.where(frame["loss"] == "focal", 12.0, 10.0) + frame["seed"] * 0.1
+    frame.loc[frame["loss"] == "focal", "latency_ms"] += frame["miou"] - 0.6  # a little noise around +2 ms
     table = main_effects(frame, metrics=("miou", "latency_ms"), higher_is_better={"latency_ms": False})
     assert only(table, axis="loss", metric="miou")["verdict"] == "inconclusive"
     latency = only(table, axis="loss", metric="latency_ms")
-    assert latency["delta"] == pytest.approx(2.0)
+    assert latency["delta"] == pytest.approx(2.0, abs=0.1)
     assert latency["verdict"] == "worse"
     assert latency["prob_better"] == 0.0
 
@@ -95,10 +155,76 @@ def test_unpaired_and_missing_cells_are_not_paired() -> None:
     frame.loc[(frame["model"] == "fpn") & (frame["loss"] == "ce") & (frame["seed"] == 0), "mdice"] = math.nan
     table = main_effects(frame)
     miou = only(table, axis="loss", metric="miou")
-    assert miou["n"] == 5
+    assert miou["n"] == 3  # seeds 0-2 each keep a pair; seed 3 has none
     focal = frame[(frame["loss"] == "focal") & (frame["seed"] < 3)]
-    assert miou["mean_level"] == pytest.approx(focal["miou"].mean())
-    assert only(table, axis="loss", metric="mdice")["n"] == 4
+    per_seed = focal.groupby("seed")["miou"].mean()  # averaged within each seed first
+    assert miou["mean_level"] == pytest.approx(per_seed.mean())
+    one_seed = frame[frame["seed"] == 0].copy()
+    one_seed.loc[one_seed["model"] == "fpn", "miou"] = math.nan
+    one = only(main_effects(one_seed, metrics=("miou",)), axis="loss", metric="miou")
+    assert (one["n"], one["verdict"]) == (1, "one run")
+    assert math.isnan(one["p_value"]) and math.isnan(one["p_signflip"]) and math.isnan(one["p_holm"])
+
+
+def test_a_one_run_row_does_not_count_in_the_holm_family() -> None:
+    frame = make_frame()
+    without = main_effects(frame, metrics=("miou",))
+    dice = {"dataset": "synthetic", "model": "unet", "encoder": "resnet18", "loss": "dice", "seed": 0,
+            "miou": 0.7}  # one cell: the loss level dice has one pair, at one seed
+    with_one_run = main_effects(pd.concat([frame, pd.DataFrame([dice])], ignore_index=True), metrics=("miou",),
+                                axis_order={"loss": ["ce", "focal", "dice"]})
+    one_run = only(with_one_run, level="dice")
+    assert (one_run["n"], one_run["verdict"]) == (1, "one run") and math.isnan(one_run["p_holm"])
+    others = with_one_run[with_one_run["level"] != "dice"].reset_index(drop=True)
+    assert others["p_holm"].tolist() == without["p_holm"].tolist()
+    assert without["p_holm"].tolist() == pytest.approx(holm_adjust(without["p_value"].tolist()))
+
+
+# focal helps fpn by 5 points at every seed and unet by nothing; seed effects shared by the cells of a seed
+INTERACTION = {("unet", 0): 0.001, ("unet", 1): -0.002, ("unet", 2): 0.0015,
+               ("fpn", 0): 0.048, ("fpn", 1): 0.053, ("fpn", 2): 0.050}
+
+
+def interaction_frame() -> pd.DataFrame:
+    rows = []
+    for (model, seed), effect in INTERACTION.items():
+        for loss in ("ce", "focal"):
+            miou = MODEL_BASE[model] + SEED_OFFSET[seed] + (effect if loss == "focal" else 0.0)
+            rows.append({"dataset": "synthetic", "model": model, "encoder": "resnet18", "loss": loss, "seed": seed,
+                         "miou": miou})
+    return pd.DataFrame(rows)
+
+
+def test_conditional_effects_show_an_interaction() -> None:
+    frame = interaction_frame()
+    table = conditional_effects(frame, metrics=("miou",), axis_order={"model": ["unet", "fpn"]})
+    loss = table[table["axis"] == "loss"]
+    assert loss["scope"].tolist() == ["model=unet", "model=fpn"]  # grid order; the lone encoder is not named
+    for model in ("unet", "fpn"):
+        row = only(loss, scope=f"model={model}")
+        d = np.array([INTERACTION[model, seed] for seed in (0, 1, 2)])
+        expected = stats.ttest_1samp(d, 0)
+        assert row["n"] == 3
+        assert row["delta"] == pytest.approx(d.mean())
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx(tuple(expected.confidence_interval(0.95)))
+        assert row["p_value"] == pytest.approx(expected.pvalue)
+        assert row["p_signflip"] == pytest.approx(scipy_sign_flip_p(d))
+    assert only(loss, scope="model=fpn")["verdict"] == "better"
+    assert only(loss, scope="model=unet")["verdict"] == "within margin"
+    # Holm per dataset, metric and axis: the two loss rows together, the two model rows together
+    for axis in ("loss", "model"):
+        family = table[table["axis"] == axis]
+        assert len(family) == 2
+        assert family["p_holm"].tolist() == pytest.approx(holm_adjust(family["p_value"].tolist()), nan_ok=True)
+    # fpn - unet is -0.02 at every seed with cross-entropy: no spread, no test, and no place in the family
+    assert only(table, axis="model", scope="loss=ce")["note"] == ZERO_SPREAD_NOTE
+    main = only(main_effects(frame, metrics=("miou",)), axis="loss")
+    assert main["delta"] == pytest.approx(np.mean(list(INTERACTION.values())))  # the average of the two scopes
+
+
+def test_conditional_effects_need_another_axis_that_varies() -> None:
+    frame = make_frame()
+    assert conditional_effects(frame[frame["model"] == "unet"]).empty  # loss alone varies: main effect only
 
 
 def test_cells_of_other_datasets_are_not_paired_and_holm_stays_within_a_dataset() -> None:
@@ -168,6 +294,7 @@ def test_configuration_pairs() -> None:
     welch = stats.ttest_ind(seeds("unet", "focal"), seeds("unet", "ce"), equal_var=False)
     assert (row["ci_low"], row["ci_high"]) == pytest.approx(tuple(welch.confidence_interval()))
     assert row["p_value"] == pytest.approx(welch.pvalue)
+    assert math.isnan(row["p_signflip"]) and row["scope"] == "all"
     assert row["n"] == 3
     assert row["prob_better"] == 1.0
     assert row["verdict"] == "better"
@@ -177,7 +304,7 @@ def test_configuration_pairs() -> None:
     assert close["prob_better"] == pytest.approx(6 / 9)
     assert close["verdict"] == "inconclusive"
 
-    # Holm over the three rows of one dataset and metric, by hand
+    # Holm over the three rows (K = 3: K(K-1)/2 pairs) of one dataset and metric, by hand
     p_sorted = sorted(table["p_value"])
     steps = [min(1.0, factor * p) for factor, p in zip((3, 2, 1), p_sorted, strict=True)]
     expected = dict(zip(p_sorted, np.maximum.accumulate(steps), strict=True))
@@ -198,6 +325,51 @@ def test_configuration_pairs_one_seed_other_datasets_and_unknown_configurations(
         configuration_pairs(frame, [("synthetic", "segformer", "resnet18", "ce")])
 
 
-def test_method_paragraph_names_the_method() -> None:
-    for phrase in ("paired t interval", "sign-flip", "Holm", "one half", "margin", "0.25", "0.03", "Welch"):
+def test_configuration_pairs_verdict_follows_holm() -> None:
+    frame = make_frame()
+    top = [("synthetic", "unet", "resnet18", "focal"), ("synthetic", "unet", "resnet18", "ce")]
+    alone = only(configuration_pairs(frame, top, metrics=("miou",)), metric="miou")
+    assert alone["verdict"] == "better"
+    strict = only(configuration_pairs(frame, top, metrics=("miou",), alpha=alone["p_holm"] / 2), metric="miou")
+    assert strict["verdict"] == "inconclusive"  # the same interval, a stricter alpha: the test decides
+
+
+def test_method_texts_name_the_method() -> None:
+    for phrase in ("unit of replication is the seed", "initial weights and data order", "d_s", "t interval",
+                   "t-test", "sign-flip", "0.25", "Holm", "one half", "scope", "p_value held that sign-flip p"):
         assert phrase in METHOD_PARAGRAPH
+    rule = verdict_rule(0.01, 0.05)
+    for phrase in ("p_holm < 0.05", "|delta| >= 0.01", "within margin", "[-0.01, +0.01]", "one run",
+                   "inconclusive", "zero spread", "95 % intervals"):
+        assert phrase in rule
+    assert "90 % intervals" in verdict_rule(0.02, 0.1)
+    text = pairs_paragraph(3, 4)
+    assert "K = 3 of 4" in text and "K(K-1)/2 = 3 pairs" in text and "Post hoc" in text and "Welch" in text
+
+
+def test_main_effect_interval_keeps_its_coverage_when_seeds_correlate_the_cells() -> None:
+    """No true effect; the differences of cells sharing a seed correlate at 0.8 (shared initialisation and data
+    order). The interval of the mean of the per-seed differences covers 0 about 95 % of the time; one built from
+    every cell pair as independent would not (about 83 %)."""
+    rng = np.random.default_rng(19)
+    draws, combinations, seeds, rho = 4000, 2, 3, 0.8
+    shared = rng.standard_normal((draws, 1, seeds))
+    own = rng.standard_normal((draws, combinations, seeds))
+    differences = 0.01 * (math.sqrt(rho) * shared + math.sqrt(1 - rho) * own)  # level - baseline, per cell pair
+    per_seed = differences.mean(axis=1)
+    covered = [test.ci_low <= 0 <= test.ci_high for test in map(t_test, per_seed)]
+    assert np.mean(covered) >= 0.93
+    as_if_independent = [test.ci_low <= 0 <= test.ci_high for test in map(t_test, differences.reshape(draws, -1))]
+    assert np.mean(as_if_independent) < 0.88
+    # main_effects computes exactly these per-seed intervals from cells: check it on the first draws
+    for draw in range(5):
+        rows = []
+        for c, model in enumerate(("unet", "fpn")):
+            for seed in range(seeds):
+                base = 0.6 + 0.01 * rng.standard_normal()
+                for loss, value in (("ce", base), ("focal", base + differences[draw, c, seed])):
+                    rows.append({"dataset": "synthetic", "model": model, "encoder": "resnet18", "loss": loss,
+                                 "seed": seed, "miou": value})
+        row = only(main_effects(pd.DataFrame(rows), metrics=("miou",)), axis="loss")
+        expected = t_test(per_seed[draw])
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((expected.ci_low, expected.ci_high), abs=1e-12)

@@ -1,7 +1,8 @@
 """`segbench report` on hand-made records whose answer is known: 2 models x 2 losses x 3 seeds, focal clearly better
-than cross-entropy, FPN and U-Net equal within noise. Seed statistics and their figure, the main-effects table with
-verdicts, the top-configuration pairs, comparisons.csv, baselines from the saved grid or --baseline, the mIoU
-interval in the leaderboard, time to accuracy in the cost table, and bad options as one-line errors."""
+than cross-entropy, FPN and U-Net equal within the margin. Seed statistics and their figure, the main-effects and
+conditional-effects tables with verdicts, the top-configuration pairs, comparisons.csv, baselines from the saved grid
+or --baseline, --alpha, the mIoU interval in the leaderboard, time to accuracy in the cost table, and bad options as
+one-line errors."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from segbench.analysis.comparison_section import grid_axis_order
-from segbench.analysis.comparisons import COLUMNS, METHOD_PARAGRAPH
+from segbench.analysis.comparisons import COLUMNS, METHOD_PARAGRAPH, pairs_paragraph, verdict_rule
 from segbench.cli import app
 from segbench.records.paths import grids_dir
 from segbench.records.store import STATUS_OK, new_record, write_record
@@ -104,36 +105,67 @@ def row(table: pd.DataFrame, **where: object) -> pd.Series:
 
 
 def test_comparisons_csv_has_the_columns_and_the_verdicts(ce_report: Path):
-    table = pd.read_csv(ce_report.parent / "comparisons.csv")
+    table = pd.read_csv(ce_report.parent / "comparisons.csv", keep_default_na=False, na_values=[""])
     assert list(table.columns) == COLUMNS
-    focal = row(table, axis="loss", level="focal", baseline="ce", metric="miou")
-    assert focal["verdict"] == "better" and focal["n"] == 6 and focal["prob_better"] == 1.0
+    focal = row(table, axis="loss", level="focal", baseline="ce", scope="all", metric="miou")
+    assert focal["verdict"] == "better" and focal["n"] == 3 and focal["prob_better"] == 1.0
     assert focal["delta"] == pytest.approx(FOCAL_EFFECT + statistics.mean(JITTER.values()))
-    assert row(table, axis="model", level="fpn", baseline="unet", metric="miou")["verdict"] == "within noise"
+    d = [statistics.mean(cell_miou(model, "focal", seed) - cell_miou(model, "ce", seed) for model in MODEL_BASE)
+         for seed in SEED_OFFSET]  # one difference per seed, averaged over the models
+    assert focal["p_value"] == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
+    assert focal["p_signflip"] == pytest.approx(0.25) and focal["p_holm"] < 0.05
+    model = row(table, axis="model", level="fpn", baseline="unet", scope="all", metric="miou")
+    assert model["verdict"] == "within margin"
     assert set(table["metric"]) == {"miou", "pixel_accuracy", "mdice"}
+    conditional = table[(table["scope"] != "all") & (table["metric"] == "miou")]
+    assert sorted(zip(conditional["axis"], conditional["scope"], strict=True)) == [
+        ("loss", "model=fpn"), ("loss", "model=unet"), ("model", "loss=ce"), ("model", "loss=focal")]
+    within_unet = row(conditional, axis="loss", scope="model=unet")
+    d_unet = [cell_miou("unet", "focal", seed) - cell_miou("unet", "ce", seed) for seed in SEED_OFFSET]
+    assert within_unet["n"] == 3 and within_unet["delta"] == pytest.approx(statistics.mean(d_unet))
+    assert within_unet["verdict"] == "better"
     pairs = table[table["axis"] == "configuration"]
     assert len(pairs) == 3 * 3  # the top 3 configurations: 3 pairs, 3 metrics each
     assert set(pairs["level"]) | set(pairs["baseline"]) == {"unet/resnet18/focal", "fpn/resnet18/focal",
                                                               "unet/resnet18/ce"}
-    assert (pairs["n"] == 3).all()
+    assert (pairs["n"] == 3).all() and pairs["p_signflip"].isna().all() and (pairs["scope"] == "all").all()
 
 
 def test_the_default_baseline_is_the_first_value_in_the_saved_grid(default_report: Path):
     table = pd.read_csv(default_report.parent / "comparisons.csv")
-    loss = row(table, axis="loss", metric="miou")
+    loss = row(table, axis="loss", scope="all", metric="miou")
     assert (loss["level"], loss["baseline"], loss["verdict"]) == ("ce", "focal", "worse")
     text = default_report.read_text()
     assert "Baselines: model=unet, loss=focal (first values in `grids/tiny-0123456789.yaml`)." in text
 
 
-def test_the_report_shows_the_method_the_tables_and_n_seeds(ce_report: Path):
+def test_the_report_shows_the_method_the_rule_the_tables_and_n_seeds(ce_report: Path):
     text = ce_report.read_text()
     comparisons = text.split("\n## Comparisons")[1]
-    assert METHOD_PARAGRAPH in comparisons
-    assert "#### Main effects" in comparisons and "#### Top 3 configurations, pairwise" in comparisons
-    assert "**better**" in comparisons and "within noise" in comparisons
-    assert "Baselines: model=unet, loss=ce (--baseline)." in comparisons and "n seeds" in comparisons
+    assert METHOD_PARAGRAPH in comparisons and verdict_rule(0.01, 0.05) in comparisons
+    assert pairs_paragraph(3, 4) in comparisons  # K = 3 of 4 configurations, 3 pairs in the Holm family
+    main = comparisons.split("#### Main effects")[1].split("#### Conditional effects")[0]
+    conditional = comparisons.split("#### Conditional effects")[1].split("#### Top 3 configurations, pairwise")[0]
+    for header in ("n seeds", "p (t-test)", "p (sign-flip)", "p (Holm)", "95 % CI of delta", "P(better)",
+                   "verdict", "note"):
+        assert header in main and header in conditional, header
+    assert "| within |" in conditional and "| model=unet |" in conditional and "| within |" not in main
+    assert "**better**" in main and "within margin" in main
+    assert "Baselines: model=unet, loss=ce (--baseline)." in main
     assert "[comparisons.csv](comparisons.csv)" in comparisons
+
+
+def test_alpha_sets_the_interval_and_the_rule(results: Path, tmp_path: Path):
+    output, report = run_report(results, tmp_path / "report", "--alpha", "0.1")
+    assert report.is_file(), output
+    comparisons = report.read_text().split("\n## Comparisons")[1]
+    assert "90 % CI of delta" in comparisons and verdict_rule(0.01, 0.1) in comparisons
+    table = pd.read_csv(report.parent / "comparisons.csv")
+    loss = row(table, axis="loss", scope="all", metric="miou")  # default baseline: focal, from the saved grid
+    d = [statistics.mean(cell_miou(model, "ce", seed) - cell_miou(model, "focal", seed) for model in MODEL_BASE)
+         for seed in SEED_OFFSET]
+    interval = stats.ttest_1samp(d, 0).confidence_interval(0.9)
+    assert (loss["ci_low"], loss["ci_high"]) == pytest.approx((interval.low, interval.high))
 
 
 def test_seed_statistics_and_their_figure(ce_report: Path):
@@ -176,6 +208,7 @@ def test_leaderboard_and_cost_show_the_interval_and_time_to_accuracy(ce_report: 
     (["--baseline", "lossce"], "is not AXIS=VALUE"),
     (["--baseline", "loss=ce", "--baseline", "loss=focal"], "gives axis loss twice"),
     (["--margin", "-0.1"], "must be zero or positive"),
+    (["--alpha", "1.5"], "--alpha 1.5 must lie strictly between 0 and 1"),
 ])
 def test_bad_options_are_one_line_errors_and_write_nothing(results: Path, tmp_path: Path, options: list[str],
                                                            message: str):

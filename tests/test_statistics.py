@@ -9,14 +9,20 @@ import pytest
 from scipy import stats
 
 from segbench.analysis.statistics import (
+    IDENTICAL_NOTE,
+    ONE_RUN_NOTE,
+    ZERO_SPREAD_NOTE,
     holm_adjust,
-    paired_t_interval,
     prediction_interval,
     prob_better,
     seed_summary,
+    share_better,
     sign_flip_p_value,
+    t_interval,
+    t_test,
     verdict,
     welch_interval,
+    welch_test,
 )
 from segbench.metrics.bootstrap import bootstrap_miou_interval, pooled_miou
 
@@ -36,15 +42,37 @@ def scipy_sign_flip_p(d: list[float], n_resamples: float = np.inf) -> float:
 
 @pytest.mark.parametrize("d", DIFFERENCES)
 @pytest.mark.parametrize("confidence", [0.95, 0.9])
-def test_paired_t_interval_matches_scipy(d: list[float], confidence: float) -> None:
-    expected = stats.ttest_1samp(d, 0).confidence_interval(confidence)
-    assert paired_t_interval(d, confidence) == pytest.approx((expected.low, expected.high), rel=1e-9, abs=1e-12)
+def test_t_interval_and_t_test_match_scipy(d: list[float], confidence: float) -> None:
+    expected = stats.ttest_1samp(d, 0)
+    interval = expected.confidence_interval(confidence)
+    assert t_interval(d, confidence) == pytest.approx((interval.low, interval.high), rel=1e-9, abs=1e-12)
+    test = t_test(d, confidence)
+    assert (test.ci_low, test.ci_high) == pytest.approx((interval.low, interval.high), rel=1e-9, abs=1e-12)
+    assert test.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+    assert test.note == ""
+    # the verdict's test and the shown interval agree: p < 1 - confidence exactly when the interval excludes 0
+    assert (test.p_value < 1 - confidence) == (test.ci_low > 0 or test.ci_high < 0)
 
 
-def test_paired_t_interval_degenerate_cases() -> None:
-    assert all(math.isnan(x) for x in paired_t_interval([0.02]))
-    assert all(math.isnan(x) for x in paired_t_interval([]))
-    assert paired_t_interval([0.02, 0.02, 0.02]) == (0.02, 0.02)
+def test_t_interval_degenerate_cases() -> None:
+    assert all(math.isnan(x) for x in t_interval([0.02]))
+    assert all(math.isnan(x) for x in t_interval([]))
+    assert t_interval([0.5, 0.5, 0.5]) == (0.5, 0.5)  # seeds of a deterministic quantity: its mean is exact
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy, on zero-spread data
+def test_t_test_refuses_a_zero_spread_that_scipy_calls_certain() -> None:
+    constant = [0.02, 0.02]
+    assert stats.ttest_1samp(constant, 0).pvalue == 0.0  # what the old verdict effectively read as "better"
+    test = t_test(constant)
+    assert math.isnan(test.ci_low) and math.isnan(test.ci_high) and math.isnan(test.p_value)
+    assert test.note == ZERO_SPREAD_NOTE
+    identical = t_test([0.0, 0.0, 0.0])
+    assert (identical.ci_low, identical.ci_high, identical.note) == (0.0, 0.0, IDENTICAL_NOTE)
+    assert math.isnan(identical.p_value)  # scipy: nan too
+    one = t_test([0.03])
+    assert math.isnan(one.p_value) and one.note == ONE_RUN_NOTE
+    assert math.isnan(t_test([0.01, math.nan, 0.02]).p_value)
 
 
 @pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy, on the zero-variance side
@@ -59,11 +87,31 @@ def test_welch_interval_matches_scipy(a: list[float], b: list[float], confidence
     assert welch_interval(a, b, confidence) == pytest.approx((expected.low, expected.high), rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")
+@pytest.mark.parametrize(("a", "b"), [
+    ([0.61, 0.63, 0.60], [0.58, 0.59, 0.62, 0.57]),
+    ([0.70, 0.71, 0.69, 0.72, 0.70], [0.55, 0.65]),
+    ([0.5, 0.5, 0.5], [0.40, 0.45, 0.43]),
+])
+@pytest.mark.parametrize("confidence", [0.95, 0.8])
+def test_welch_test_matches_scipy(a: list[float], b: list[float], confidence: float) -> None:
+    expected = stats.ttest_ind(a, b, equal_var=False)
+    interval = expected.confidence_interval(confidence)
+    test = welch_test(a, b, confidence)
+    assert (test.ci_low, test.ci_high) == pytest.approx((interval.low, interval.high), rel=1e-9, abs=1e-12)
+    assert test.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+
+
 def test_welch_interval_degenerate_cases() -> None:
     assert all(math.isnan(x) for x in welch_interval([0.5], [0.4, 0.45]))
     assert all(math.isnan(x) for x in welch_interval([0.5, 0.6], []))
     low, high = welch_interval([0.5, 0.5], [0.25, 0.25, 0.25])
     assert (low, high) == (0.25, 0.25)
+    constant = welch_test([0.5, 0.5], [0.25, 0.25, 0.25])  # scipy: p = 0; no spread can support that
+    assert math.isnan(constant.p_value) and math.isnan(constant.ci_low) and constant.note == ZERO_SPREAD_NOTE
+    same = welch_test([0.1, 0.1, 0.1], [0.1, 0.1])
+    assert (same.ci_low, same.ci_high, same.note) == (0.0, 0.0, IDENTICAL_NOTE)
+    assert welch_test([0.5], [0.4, 0.45]).note == ONE_RUN_NOTE
 
 
 @pytest.mark.parametrize("d", DIFFERENCES)
@@ -115,22 +163,40 @@ def test_prob_better_counts_ties_one_half() -> None:
         prob_better([1, 2], [1])
 
 
-@pytest.mark.parametrize(("ci_low", "ci_high", "delta", "n", "higher_is_better", "expected"), [
-    (0.02, 0.04, 0.03, 3, True, "better"),
-    (-0.04, -0.02, -0.03, 3, True, "worse"),
-    (0.005, 0.015, 0.01, 3, True, "better"),  # |delta| exactly the margin counts
-    (-0.005, 0.008, 0.001, 3, True, "within noise"),
-    (0.001, 0.003, 0.002, 5, True, "within noise"),  # real but smaller than the margin
-    (-0.02, 0.05, 0.015, 3, True, "inconclusive"),
-    (0.002, 0.016, 0.009, 3, True, "inconclusive"),  # excludes 0, |delta| < margin, reaches past the margin
-    (0.02, 0.04, 0.03, 1, True, "one run"),
-    (math.nan, math.nan, 0.03, 2, True, "one run"),
-    (-0.04, -0.02, -0.03, 3, False, "better"),  # lower is better, e.g. a latency
-    (0.02, 0.04, 0.03, 3, False, "worse"),
+def test_share_better_follows_the_metric_direction() -> None:
+    d = [0.02, -0.01, 0.0, 0.03]
+    assert share_better(d) == pytest.approx(2.5 / 4)
+    assert share_better(d, higher_is_better=False) == pytest.approx(1.5 / 4)  # a loss: lower is better
+    assert math.isnan(share_better([]))
+
+
+@pytest.mark.parametrize(("delta", "ci_low", "ci_high", "p_holm", "n", "higher_is_better", "expected"), [
+    (0.03, 0.02, 0.04, 0.01, 3, True, "better"),
+    (-0.03, -0.04, -0.02, 0.01, 3, True, "worse"),
+    (0.01, 0.005, 0.015, 0.04, 3, True, "better"),  # |delta| exactly the margin counts
+    (-0.03, -0.04, -0.02, 0.01, 3, False, "better"),  # lower is better, e.g. a loss or a calibration error
+    (0.03, 0.02, 0.04, 0.01, 3, False, "worse"),
+    # the real row of issue 19: the unadjusted interval excludes 0 but p_holm does not pass alpha
+    (-0.0248, -0.0414, -0.0081, 0.125, 3, True, "inconclusive"),
+    (0.03, 0.02, 0.04, 0.05, 3, True, "inconclusive"),  # p_holm must be below alpha, not equal
+    (0.005, 0.001, 0.009, 0.001, 5, True, "within margin"),  # real but smaller than the margin
+    (0.001, -0.005, 0.008, 0.6, 3, True, "within margin"),
+    (0.0, 0.0, 0.0, math.nan, 3, True, "within margin"),  # identical results: every d_s exactly 0
+    (0.02, math.nan, math.nan, math.nan, 3, True, "inconclusive"),  # zero spread, non-zero delta: no interval
+    (0.015, -0.02, 0.05, 0.4, 3, True, "inconclusive"),
+    (0.009, 0.002, 0.016, 0.01, 3, True, "inconclusive"),  # significant, |delta| < margin, reaches past it
+    (0.03, math.nan, math.nan, math.nan, 1, True, "one run"),
+    (0.03, 0.02, 0.04, 0.01, 1, True, "one run"),
 ])
-def test_verdict_rule(ci_low: float, ci_high: float, delta: float, n: int, higher_is_better: bool,
+def test_verdict_rule(delta: float, ci_low: float, ci_high: float, p_holm: float, n: int, higher_is_better: bool,
                       expected: str) -> None:
-    assert verdict(ci_low, ci_high, delta, n, margin=0.01, higher_is_better=higher_is_better) == expected
+    assert verdict(delta, ci_low, ci_high, p_holm, n, margin=0.01, alpha=0.05,
+                   higher_is_better=higher_is_better) == expected
+
+
+def test_verdict_alpha_moves_the_threshold() -> None:
+    assert verdict(0.03, 0.02, 0.04, 0.03, 3, margin=0.01, alpha=0.05) == "better"
+    assert verdict(0.03, 0.005, 0.055, 0.03, 3, margin=0.01, alpha=0.01) == "inconclusive"
 
 
 def realistic_counts(n_images: int = 300, n_classes: int = 19, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

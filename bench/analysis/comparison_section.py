@@ -1,4 +1,5 @@
-"""The report's comparisons: main effects of each grid axis and pairs of the top configurations, with verdicts.
+"""The report's comparisons: main effects of each grid axis over seeds, the same effects within each combination of
+the other axes (conditional effects), and pairs of the top configurations, with verdicts.
 
 Computed before anything is written (a bad `--baseline` is a one-sentence error, not half a report), from the rows of
 the report's ok cells. Baselines: `--baseline AXIS=VALUE`, else the first value of the axis in the newest resolved
@@ -20,11 +21,15 @@ from segbench.analysis import tables
 from segbench.analysis.comparisons import (
     CELL_KEY,
     COLUMNS,
+    DEFAULT_ALPHA,
     DEFAULT_MARGIN,
     DEFAULT_METRICS,
     METHOD_PARAGRAPH,
+    conditional_effects,
     configuration_pairs,
     main_effects,
+    pairs_paragraph,
+    verdict_rule,
 )
 from segbench.analysis.seeds import top_configurations
 from segbench.errors import ConfigError
@@ -43,16 +48,19 @@ COMPARISONS_CSV = "comparisons.csv"
 @dataclass(frozen=True)
 class ComparisonOptions:
     """`segbench report` options: baseline level per axis, practical margin (metric's raw unit), top configurations
-    per dataset compared pairwise."""
+    per dataset compared pairwise, and the significance level of verdicts (intervals are 1 - alpha intervals)."""
 
     baselines: dict[str, str] = field(default_factory=dict)
     margin: float = DEFAULT_MARGIN
     top: int = DEFAULT_TOP
+    alpha: float = DEFAULT_ALPHA
 
     def __post_init__(self) -> None:
         if not self.margin >= 0:
             raise ConfigError(f"--margin {self.margin} must be zero or positive, in the metric's unit (0.01 = one "
                               "mIoU point).")
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"--alpha {self.alpha} must lie strictly between 0 and 1 (0.05: 95 % intervals).")
         if self.top < 2:
             raise ConfigError(f"--top {self.top} compares no pair of configurations; pass 2 or more.")
 
@@ -60,13 +68,15 @@ class ComparisonOptions:
 @dataclass(frozen=True)
 class Comparisons:
     main: pd.DataFrame  # main_effects, exactly COLUMNS
+    conditional: pd.DataFrame  # conditional_effects, exactly COLUMNS
     pairs: pd.DataFrame  # configuration_pairs over each dataset's top configurations, exactly COLUMNS
     grid_file: Path | None  # where the default baselines came from
+    configurations: dict[str, int]  # per dataset, how many configurations have a mean mIoU (the top K's pool)
 
     @property
     def table(self) -> pd.DataFrame:
-        """Both, as `comparisons.csv` holds them."""
-        frames = [frame for frame in (self.main, self.pairs) if not frame.empty]
+        """All three, as `comparisons.csv` holds them: main effects, conditional effects, configuration pairs."""
+        frames = [frame for frame in (self.main, self.conditional, self.pairs) if not frame.empty]
         return pd.concat(frames, ignore_index=True)[COLUMNS] if frames else pd.DataFrame(columns=COLUMNS)
 
 
@@ -110,7 +120,8 @@ def comparison_cells(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def compute_comparisons(results: Path, records: list[dict[str, Any]], seed_frame: pd.DataFrame,
                         options: ComparisonOptions) -> Comparisons:
-    """Main effects over all ok cells, and pairs of each dataset's `options.top` configurations by mean mIoU."""
+    """Main and conditional effects over all ok cells, and pairs of each dataset's `options.top` configurations by
+    mean mIoU; each metric's direction comes from the catalogue."""
     cells = comparison_cells(records)
     grid_file = newest_grid_file(results)
     higher = {metric: METRICS[metric].better > 0 for metric in DEFAULT_METRICS}
@@ -118,12 +129,16 @@ def compute_comparisons(results: Path, records: list[dict[str, Any]], seed_frame
         empty = pd.DataFrame(columns=COLUMNS)
         if options.baselines:
             raise ConfigError("--baseline has nothing to compare: the results hold no successful cell.")
-        return Comparisons(empty, empty, grid_file)
-    main = main_effects(cells, DEFAULT_METRICS, options.baselines, grid_axis_order(grid_file), options.margin, higher)
-    top = [configuration for dataset in sorted(cells["dataset"].astype(str).unique())
+        return Comparisons(empty, empty, empty, grid_file, {})
+    arguments = (DEFAULT_METRICS, options.baselines, grid_axis_order(grid_file), options.margin, higher, options.alpha)
+    main, conditional = main_effects(cells, *arguments), conditional_effects(cells, *arguments)
+    datasets = sorted(cells["dataset"].astype(str).unique())
+    top = [configuration for dataset in datasets
            for configuration in top_configurations(seed_frame, dataset, options.top)]
-    pairs = configuration_pairs(cells, top, DEFAULT_METRICS, options.margin, higher)
-    return Comparisons(main, pairs, grid_file)
+    pairs = configuration_pairs(cells, top, DEFAULT_METRICS, options.margin, higher, options.alpha)
+    configurations = {dataset: int(((seed_frame["dataset"] == dataset) & seed_frame["miou_mean"].notna()).sum())
+                      for dataset in datasets}
+    return Comparisons(main, conditional, pairs, grid_file, configurations)
 
 
 def _points(metric: str, value: float, signed: bool = False) -> str:
@@ -141,7 +156,7 @@ def _p_text(p: float) -> str:
 def shown_comparisons(frame: pd.DataFrame) -> pd.DataFrame:
     """The CSV rows as text for a Markdown table: fractions in points, the interval in brackets, p to 3 digits."""
     shown = pd.DataFrame({
-        "axis": frame["axis"], "level": frame["level"], "baseline": frame["baseline"],
+        "axis": frame["axis"], "level": frame["level"], "baseline": frame["baseline"], "scope": frame["scope"],
         "metric": [METRICS[m].label for m in frame["metric"]], "n": frame["n"].astype(str),
         "mean_level": [_points(m, v) for m, v in zip(frame["metric"], frame["mean_level"], strict=True)],
         "mean_baseline": [_points(m, v) for m, v in zip(frame["metric"], frame["mean_baseline"], strict=True)],
@@ -149,19 +164,28 @@ def shown_comparisons(frame: pd.DataFrame) -> pd.DataFrame:
         "ci": [f"[{_points(m, lo, True)}, {_points(m, hi, True)}]" if not pd.isna(lo) else "-"
                for m, lo, hi in zip(frame["metric"], frame["ci_low"], frame["ci_high"], strict=True)],
         "p_value": [_p_text(p) for p in frame["p_value"]],
+        "p_signflip": [_p_text(p) for p in frame["p_signflip"]],
         "p_holm": [_p_text(p) for p in frame["p_holm"]],
         "prob_better": ["-" if pd.isna(p) else f"{p:.2f}" for p in frame["prob_better"]],
         "verdict": [f"**{v}**" if v in ("better", "worse") else v for v in frame["verdict"]],
+        "note": ["" if pd.isna(note) else str(note) for note in frame["note"]],
     })
     return shown.reset_index(drop=True)
 
 
-def _columns(n_header: str) -> dict[str, tables.Column]:
-    headers = {"axis": "axis", "level": "level", "baseline": "baseline", "metric": "metric", "n": n_header,
-               "mean_level": "level mean", "mean_baseline": "baseline mean", "delta": "delta",
-               "ci": "95 % CI of delta", "p_value": "p", "p_holm": "p (Holm)", "prob_better": "P(better)",
-               "verdict": "verdict"}
+def _columns(n_header: str, p_header: str, alpha: float) -> dict[str, tables.Column]:
+    headers = {"axis": "axis", "level": "level", "baseline": "baseline", "scope": "within", "metric": "metric",
+               "n": n_header, "mean_level": "level mean", "mean_baseline": "baseline mean", "delta": "delta",
+               "ci": f"{(1 - alpha) * 100:g} % CI of delta", "p_value": p_header, "p_signflip": "p (sign-flip)",
+               "p_holm": "p (Holm)", "prob_better": "P(better)", "verdict": "verdict", "note": "note"}
     return {name: tables.Column(header, str) for name, header in headers.items()}
+
+
+def _effects_table(frame: pd.DataFrame, alpha: float, scope: bool) -> str:
+    """Main effects (scope dropped, all "all") or conditional effects as a Markdown table."""
+    shown = shown_comparisons(frame)
+    shown = shown if scope else shown.drop(columns=["scope"])
+    return tables.markdown_table(shown, _columns("n seeds", "p (t-test)", alpha))
 
 
 def _baseline_sentence(main: pd.DataFrame, options: ComparisonOptions, grid_file: Path | None,
@@ -179,13 +203,15 @@ def _baseline_sentence(main: pd.DataFrame, options: ComparisonOptions, grid_file
 
 
 def write_comparison_section(writer: ReportWriter, comparisons: Comparisons, options: ComparisonOptions) -> None:
-    """`## Comparisons`: the method, the main-effects table and the top-configuration pairs per dataset, and
-    comparisons.csv (exactly `comparisons.COLUMNS`, raw units)."""
-    writer.add("## Comparisons", METHOD_PARAGRAPH,
-               f"Margin: {options.margin:g} in the metric's unit ({options.margin * 100:g} on the % scale shown "
-               f"here). Means are over n seeds; deltas and intervals in percentage points. Change the "
-               f"baselines with `--baseline AXIS=VALUE` and the margin with `--margin`; neither touches a record.")
-    main, pairs = comparisons.main, comparisons.pairs
+    """`## Comparisons`: the method and the verdict rule, then per dataset the main effects, the conditional
+    effects and the top-configuration pairs; and comparisons.csv (exactly `comparisons.COLUMNS`, raw units)."""
+    writer.add("## Comparisons")
+    writer.add(METHOD_PARAGRAPH)
+    writer.add(verdict_rule(options.margin, options.alpha))
+    writer.add("Means, deltas and intervals are shown in percentage points (raw units in the CSV). Change the "
+               "baselines with `--baseline AXIS=VALUE`, the margin with `--margin` and alpha with `--alpha`; none "
+               "touches a record.")
+    main, conditional, pairs = comparisons.main, comparisons.conditional, comparisons.pairs
     writer.add(f"All rows, raw units: {writer.csv(comparisons.table, COMPARISONS_CSV)}")
     datasets = sorted(set(main["dataset"].astype(str)) | set(pairs["dataset"].astype(str)))
     if not datasets:
@@ -195,16 +221,28 @@ def write_comparison_section(writer: ReportWriter, comparisons: Comparisons, opt
         effects = main[main["dataset"] == dataset]
         writer.add("#### Main effects: each level against the baseline level of its axis",
                    _baseline_sentence(effects, options, comparisons.grid_file, writer.results)
-                   + " n = matched pairs of cells (one per seed and combination of the other axes).")
+                   + " n = seeds; each seed's difference d_s averages the combinations of the other axes run at "
+                   "that seed; p is the t-test on the d_s, p (sign-flip) the exact sign-flip test on the same d_s, "
+                   "p (Holm) adjusts p over this dataset's rows of one metric; P(better) = share of seeds.")
         if effects.empty:
             writer.add("_(no axis with two or more values)_")
         else:
-            writer.add(tables.markdown_table(shown_comparisons(effects), _columns("n pairs")))
+            writer.add(_effects_table(effects, options.alpha, scope=False))
+        within = conditional[conditional["dataset"] == dataset]
+        writer.add("#### Conditional effects: the same comparisons within each combination of the other axes",
+                   "One cell pair per seed within the combination named under 'within' (n = seeds), so a level "
+                   "that helps one combination and not another shows here; p (Holm) adjusts over the rows of one "
+                   "metric and axis.")
+        if within.empty:
+            writer.add("_(no axis whose other axes vary: the main effects are the only combination)_")
+        else:
+            writer.add(_effects_table(within, options.alpha, scope=True))
         top = pairs[pairs["dataset"] == dataset]
-        writer.add(f"#### Top {options.top} configurations, pairwise",
-                   "Configurations ranked by mean mIoU over their seeds; each against every lower-ranked one "
-                   "(level = the higher-ranked), unpaired over seeds (Welch). n = seeds of the smaller side.")
+        available = comparisons.configurations.get(dataset, 0)
+        k = min(options.top, available)
+        writer.add(f"#### Top {k} configurations, pairwise", pairs_paragraph(k, available))
         if top.empty:
             writer.add("_(fewer than two configurations)_")
         else:
-            writer.add(tables.markdown_table(shown_comparisons(top).drop(columns=["axis"]), _columns("n seeds")))
+            writer.add(tables.markdown_table(shown_comparisons(top).drop(columns=["axis", "scope", "p_signflip"]),
+                                             _columns("n seeds", "p (Welch)", options.alpha)))

@@ -21,9 +21,14 @@ def report(
     margin: float = typer.Option(
         0.01, "--margin",
         help="Practical margin of a verdict in the metric's raw unit (0.01 = one mIoU point): 'better'/'worse' need "
-             "a difference at least this large, 'within noise' an interval inside +-margin.",
+             "a difference at least this large, 'within margin' an interval inside +-margin.",
     ),
     top: int = typer.Option(3, "--top", help="Top configurations per dataset (by mean mIoU) compared pairwise."),
+    alpha: float = typer.Option(
+        0.05, "--alpha",
+        help="Significance level of the verdicts: 'better'/'worse' need a Holm-adjusted p below it; intervals are "
+             "(1 - alpha) intervals (0.05: 95 %).",
+    ),
 ) -> None:
     """Write report.md, figures/ and CSV tables (comparisons.csv among them) for RESULTS; nothing is trained or
     measured again, and no option changes a record or a cell's hash."""
@@ -31,6 +36,6 @@ def report(
     from segbench.analysis.comparisons import parse_baselines
     from segbench.analysis.report import write_report
 
-    options = ComparisonOptions(parse_baselines(baseline), margin, top)
+    options = ComparisonOptions(parse_baselines(baseline), margin, top, alpha)
     path = write_report(results, out, options)
     err_console.print(f"report written to {path}")
