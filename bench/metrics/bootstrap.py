@@ -1,4 +1,9 @@
-"""Evaluation noise of one trained model: mIoU from per-image counts, and its bootstrap interval over images."""
+"""Evaluation noise of one trained model: mIoU from per-image counts, and its bootstrap interval over images.
+
+The cell stage calls `bootstrap_miou_interval` on the reported model's evaluation and stores the result in the record
+(`intervals.miou`); reports only read it. Seed-to-seed variation is a different question, answered in
+`segbench.analysis.statistics`.
+"""
 
 from __future__ import annotations
 
@@ -37,8 +42,10 @@ def bootstrap_miou_interval(intersections: np.ndarray, unions: np.ndarray, n_res
 
     `intersections` and `unions`: per-image per-class pixel counts, shape (n_images, n_classes). Each resample draws
     n_images images with replacement (numpy Generator seeded with `seed`, so the same seed gives the same interval),
-    pools their counts and computes mIoU as `pooled_miou` does. Vectorised: a (n_resamples, n_images) matrix of
-    how often each image was drawn times the count matrices. No images give (nan, nan).
+    pools their counts and computes mIoU as `pooled_miou` does, so a class absent from every drawn image drops out
+    of that resample's mean: a class seen in few images widens the interval by how far its IoU lies from the
+    others' (docs/report.md, "mIoU intervals"). Vectorised: a (n_resamples, n_images) matrix of how often each image
+    was drawn times the count matrices. No images give (nan, nan).
     """
     intersections, unions = np.asarray(intersections), np.asarray(unions)
     _check_counts(intersections, unions)
