@@ -4,7 +4,8 @@ Nothing is trained or measured here: every number comes from the records under R
 them and from the example PNGs the records point to. Per dataset: leaderboard (mIoU with its bootstrap interval over
 val images), accuracy-cost Pareto plots, micro vs macro scores, per-class IoU, the best cell's confusion matrix and
 example predictions, training curves and cost (with time to accuracy). Then seed statistics with their figure, and
-comparisons with verdicts (main effects of each axis, pairs of the top configurations; comparisons.csv).
+comparisons with verdicts (main effects of each axis over seeds, the same effects within each combination of the other
+axes, pairs of the top configurations; comparisons.csv).
 """
 
 from __future__ import annotations
@@ -90,8 +91,8 @@ class ReportWriter:
 def write_report(results: Path, out: Path | None = None, options: ComparisonOptions | None = None) -> Path:
     """Write `report.md`, `figures/` and CSV tables for a results folder; returns the path of report.md.
 
-    `options`: baselines, margin and number of top configurations of the comparisons (defaults otherwise). A bad
-    option raises ConfigError before anything is written.
+    `options`: baselines, margin, alpha and number of top configurations of the comparisons (defaults otherwise).
+    A bad option raises ConfigError before anything is written.
     """
     results, options = Path(results), options or ComparisonOptions()
     if not cells_dir(results).is_dir():
