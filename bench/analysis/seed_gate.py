@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from segbench.analysis.statistics import no_spread
+
 ALPHA = 0.05  # one-sided level of the gate's test
 
 
@@ -57,19 +59,14 @@ def seed_test(base: list[float], current: list[float], direction: int, paired: b
     new = np.asarray(current, dtype=np.float64) * direction
     if paired:
         differences = new - old
-        if _no_spread(differences):
+        if no_spread(differences):
             return SeedTest("paired t-test", len(old), len(new), None)
         p = stats.ttest_1samp(differences, 0.0, alternative="greater").pvalue
         return SeedTest("paired t-test", len(old), len(new), float(p))
-    if _no_spread(old) and _no_spread(new):
+    if no_spread(old) and no_spread(new):
         return SeedTest("Welch t-test", len(old), len(new), None)
     p = stats.ttest_ind(new, old, equal_var=False, alternative="greater").pvalue
     return SeedTest("Welch t-test", len(old), len(new), float(p))
-
-
-def _no_spread(values: np.ndarray) -> bool:
-    """All values equal, up to float rounding (0.47 - 0.50 and 0.53 - 0.56 differ in the last bit)."""
-    return bool(np.ptp(values) <= 1e-12 * max(1.0, float(np.abs(values).max())))
 
 
 def simulated_power(drop_sd: float, threshold_sd: float, seeds: int = 3, correlation: float = 0.0,

@@ -21,6 +21,7 @@ VERDICTS = ("better", "worse", "within margin", "inconclusive", "one run")
 EXACT_SIGN_FLIP_MAX_N = 16  # 2**16 = 65536 sign assignments: exact enumeration stays in the milliseconds
 MONTE_CARLO_DRAWS = 20_000
 MONTE_CARLO_SEED = 0
+ROUNDING = 1e-12  # differences this small (relative to values of about 1) are float rounding, not spread
 ZERO_SPREAD_NOTE = "zero spread: every seed gives the same non-zero difference, so no interval and no t-test exist"
 IDENTICAL_NOTE = "identical results: every difference is exactly 0"
 ONE_RUN_NOTE = "one seed: no spread, no test"
@@ -67,16 +68,23 @@ def t_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, floa
     if n < 2:
         return (math.nan, math.nan)
     mean = float(v.mean())
-    if np.ptp(v) == 0:
+    if no_spread(v):
         return (mean, mean)
     half_width = _two_sided_quantile(confidence, n - 1) * float(v.std(ddof=1)) / math.sqrt(n)
     return (mean - half_width, mean + half_width)
 
 
+def no_spread(values: ArrayLike) -> bool:
+    """All values equal up to float rounding: 0.47 - 0.50 and 0.53 - 0.56 differ in their last bits, and a t
+    statistic on that 'spread' would be astronomically large. The seed-aware gate asks the same question."""
+    v = _as_1d(values)
+    return bool(np.ptp(v) <= ROUNDING * max(1.0, float(np.abs(v).max())))
+
+
 def _zero_spread(difference: float) -> MeanTest:
     """No spread: identical results (difference 0) give the interval (0, 0); otherwise no interval exists (t would
     be infinite and p 0, a certainty that nothing in the data supports)."""
-    if difference == 0:
+    if abs(difference) <= ROUNDING:
         return MeanTest(0.0, 0.0, math.nan, IDENTICAL_NOTE)
     return MeanTest(math.nan, math.nan, math.nan, ZERO_SPREAD_NOTE)
 
@@ -92,8 +100,8 @@ def t_test(differences: ArrayLike, confidence: float = 0.95) -> MeanTest:
     d = _as_1d(differences)
     if d.size < 2 or np.isnan(d).any():
         return MeanTest(math.nan, math.nan, math.nan, ONE_RUN_NOTE if d.size == 1 else "")
-    if np.ptp(d) == 0:
-        return _zero_spread(float(d[0]))
+    if no_spread(d):
+        return _zero_spread(float(d.mean()))
     low, high = t_interval(d, confidence)
     statistic = float(d.mean()) / (float(d.std(ddof=1)) / math.sqrt(d.size))
     return MeanTest(low, high, _two_sided_p(statistic, d.size - 1))
@@ -135,8 +143,8 @@ def welch_test(a: ArrayLike, b: ArrayLike, confidence: float = 0.95) -> MeanTest
     a, b = _as_1d(a), _as_1d(b)
     if a.size < 2 or b.size < 2 or np.isnan(a).any() or np.isnan(b).any():
         return MeanTest(math.nan, math.nan, math.nan, ONE_RUN_NOTE if min(a.size, b.size) == 1 else "")
-    if np.ptp(a) == 0 and np.ptp(b) == 0:
-        return _zero_spread(float(a[0] - b[0]))
+    if no_spread(a) and no_spread(b):
+        return _zero_spread(float(a.mean() - b.mean()))
     low, high = welch_interval(a, b, confidence)
     difference, standard_error, df = _welch_parts(a, b)
     return MeanTest(low, high, _two_sided_p(difference / standard_error, df))
@@ -242,19 +250,3 @@ def seed_summary(values: ArrayLike, confidence: float = 0.95) -> dict:
         "ci_high": ci_high,
         "values": finite.tolist(),
     }
-
-
-def prediction_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, float]:
-    """Where one more seed of the same configuration would fall: mean +- t(n-1) x sd x sqrt(1 + 1/n), in the
-    metric's unit (the Student t prediction interval for a new observation from the same normal population).
-
-    Wider than the interval of the mean by sqrt(n + 1): it holds the seed-to-seed spread itself, not only the
-    uncertainty of the mean. Fewer than two values give (nan, nan); identical values give (v, v).
-    """
-    v = _as_1d(values)
-    n = v.size
-    if n < 2 or np.isnan(v).any():
-        return (math.nan, math.nan)
-    mean = float(v.mean())
-    half_width = _two_sided_quantile(confidence, n - 1) * float(v.std(ddof=1)) * math.sqrt(1.0 + 1.0 / n)
-    return (mean - half_width, mean + half_width)

@@ -1,7 +1,7 @@
 """Evaluate a model on a loader: one confusion matrix on the evaluation device, plus per-image counts.
 
 Per image it keeps valid and correct pixels and, per class, the intersection and union pixel counts: enough to
-recompute mIoU over any resample of the images (the bootstrap interval of segbench.analysis.statistics).
+recompute mIoU over any resample of the images (the bootstrap interval of segbench.metrics.bootstrap).
 """
 
 from __future__ import annotations
