@@ -16,6 +16,7 @@ from segbench.cli import (
     show_cmd,
     summary_cmd,
 )
+from segbench.cli.common import DEBUG_ENV, set_debug
 
 app = typer.Typer(
     name="segbench",
@@ -24,6 +25,19 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def options(
+    context: typer.Context,
+    debug: bool = typer.Option(
+        False, "--debug", envvar=DEBUG_ENV, help="Print the traceback above the one-line error of a bad input (before "
+        "the command: segbench --debug run GRID). Exit codes stay the same."),
+) -> None:
+    """Options that apply to every command: --debug is read back by `user_errors` (segbench.cli.common)."""
+    set_debug(context, debug)
+
+
 app.command("run")(run_cmd.run)
 app.add_typer(list_cmd.app, name="list")
 app.command("profile")(profile_cmd.profile)
