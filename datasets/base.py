@@ -1,7 +1,8 @@
 """The contract every dataset in segbench follows.
 
 A dataset entry is a class registered in `DATASETS` with:
-- `Params`: a pydantic model (extra keys forbidden) of the options a grid file may set under the dataset,
+- `Params`: a pydantic model (extra keys forbidden) of the options a grid file may set under the dataset (with
+  `SIZE_OPTIONS` where those options decide the split sizes, so expansion can check batch sizes against them),
 - `info(params) -> DatasetInfo`: class names, ignore value and palette, without reading any file,
 - `prepare(params, cache_dir) -> None`: one-time work before any worker starts (e.g. generating synthetic data),
 - `__init__(params, split, transform, cache_dir)`: a torch Dataset whose items are
@@ -58,8 +59,16 @@ class DatasetParams(BaseModel):
     """Base of every dataset's options; unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # The options that decide how many images each split has, for a dataset whose options alone decide it (the
+    # generated synthetic scenes: {"train": "n_train", ...}); empty where only reading the folder can tell.
+    SIZE_OPTIONS: ClassVar[dict[str, str]] = {}
 
     root: Path | None = None
+
+    def split_sizes(self) -> dict[str, int] | None:
+        """Images per split, known from the options before any file exists (every split the dataset has); None
+        when only reading the dataset's folder can tell."""
+        return {split: getattr(self, option) for split, option in self.SIZE_OPTIONS.items()} or None
 
 
 @dataclass(frozen=True)

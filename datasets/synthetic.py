@@ -47,15 +47,14 @@ PARALLEL_MIN_IMAGES = 48  # below this, starting worker processes costs more tha
 
 
 class SyntheticParams(DatasetParams):
+    SIZE_OPTIONS: ClassVar[dict[str, str]] = {"train": "n_train", "val": "n_val"}
+
     n_train: int = Field(300, ge=1, le=100_000, description="an integer number of training images from 1 to 100000")
     n_val: int = Field(60, ge=1, le=100_000, description="an integer number of validation images from 1 to 100000")
     height: int = Field(96, ge=32, le=2048, description="an integer image height in pixels from 32 to 2048")
     width: int = Field(192, ge=32, le=4096, description="an integer image width in pixels from 32 to 4096")
     seed: int = Field(0, ge=0, lt=2**63, description="a non-negative integer seed")
     root: Path | None = Field(None, description="a folder to write the scenes to (default: inside the cache folder)")
-
-    def counts(self) -> dict[str, int]:
-        return {"train": self.n_train, "val": self.n_val}
 
     def content_key(self) -> str:
         """Short hash of everything that decides the generated files (not where they are written)."""
@@ -81,7 +80,7 @@ def generate(root: Path, params: SyntheticParams, workers: int | None = None) ->
     workers: processes in all, this one included (default: the CPU count, at most 8).
     """
     tasks = []
-    for split, count in params.counts().items():
+    for split, count in params.split_sizes().items():
         (root / "leftImg8bit" / split / CITY).mkdir(parents=True)
         (root / "gtFine" / split / CITY).mkdir(parents=True)
         tasks += [(split, index) for index in range(count)]

@@ -21,7 +21,7 @@ from segbench.records.store import error_info, new_record, write_record
 
 GRID = {
     "name": "fake",
-    "datasets": [{"name": "synthetic", "params": {"n_train": 2, "n_val": 1, "height": 32, "width": 64}}],
+    "datasets": [{"name": "synthetic", "params": {"n_train": 8, "n_val": 1, "height": 32, "width": 64}}],
     "models": ["fpn"], "encoders": ["resnet18"], "losses": ["ce", "focal"], "seeds": [0, 1],
     "train": {"epochs": 1, "batch_size": 8, "crop": [32, 64]},
 }

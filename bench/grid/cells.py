@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench import BENCH_SEMANTICS_VERSION
-from segbench.errors import DatasetError
+from segbench.errors import ConfigError, DatasetError
 from segbench.grid.schema import DatasetSpec, EvalConfig, Frozen, GridConfig, LossSpec, MeasureConfig, TrainConfig
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9._+-]+$")
@@ -137,4 +137,61 @@ def expand(grid: GridConfig) -> Expansion:
             skipped.append(SkippedCell(cell.slug, reason))
             continue
         cells.append(cell)
+    for dataset in grid.datasets:
+        check_split_sizes(grid, dataset, [cell.slug for cell in cells if cell.dataset == dataset])
     return Expansion(cells, skipped)
+
+
+def training_images(num_images: int, holdout: float | None) -> int:
+    """Images left to train on after eval.holdout carves its selection images out of the training split: round(
+    fraction x N), at least one (segbench.cell.selection.holdout_indices)."""
+    return num_images if holdout is None else num_images - max(1, round(num_images * holdout))
+
+
+def check_split_sizes(grid: GridConfig, dataset: DatasetSpec, slugs: list[str]) -> None:
+    """ConfigError, before anything is written, when the dataset's options alone say that its cells (`slugs`) cannot
+    run: a split the grid evaluates on that it does not have, or fewer training images than train.batch_size, which
+    leaves the training loader (it drops an incomplete last batch) without a single batch."""
+    from segbench.datasets import parse_dataset_params
+
+    params = parse_dataset_params(dataset.name, dataset.params)
+    sizes = params.split_sizes()
+    if sizes is None or not slugs:
+        return  # known once the dataset's folder is read, in the cell (segbench.cell.pipeline)
+    where = f"dataset '{dataset.key}'"
+    for key, split in (("eval.split", grid.eval.split), ("eval.select_split", grid.eval.select_split)):
+        if split is not None and split not in sizes:
+            raise ConfigError(f"{where} has no split '{split}' ({key}), so {cells_named(slugs)} cannot run; use one "
+                              f"of its splits: {', '.join(sizes)}.")
+    batch, holdout, option = grid.train.batch_size, grid.eval.holdout, params.SIZE_OPTIONS["train"]
+    total = sizes["train"]
+    available = training_images(total, holdout)
+    if available >= batch:
+        return
+    needed = next(n for n in itertools.count(batch) if training_images(n, holdout) >= batch)
+    if holdout is None:
+        images = f"the {images_named(total)} in the train split of {where} ({option})"
+    else:
+        images = (f"the {images_named(available)} of {where} left to train on ({option} {total}, "
+                  f"{total - available} held out by eval.holdout {holdout})")
+    fixes = [f"set train.batch_size to at most {available}"] if available >= 2 else []
+    fixes += ["lower eval.holdout"] if holdout is not None and total - 1 >= batch else []  # it takes 1 at least
+    fixes.append(f"raise the dataset's {option} to at least {needed}")
+    raise ConfigError(
+        f"train.batch_size {batch} is larger than {images}, so the training loader, which drops an incomplete last "
+        f"batch, has no batch for {cells_named(slugs)}; {', '.join(fixes[:-1])}{' or ' if len(fixes) > 1 else ''}"
+        f"{fixes[-1]}."
+    )
+
+
+def images_named(count: int) -> str:
+    return f"{count} image{'' if count == 1 else 's'}"
+
+
+def cells_named(slugs: list[str], shown: int = 3) -> str:
+    """'cell a', 'cells a, b and c', '7 cells (a, b, c and 4 more)'."""
+    if len(slugs) == 1:
+        return f"cell {slugs[0]}"
+    if len(slugs) <= shown:
+        return f"cells {', '.join(slugs[:-1])} and {slugs[-1]}"
+    return f"{len(slugs)} cells ({', '.join(slugs[:shown])} and {len(slugs) - shown} more)"
