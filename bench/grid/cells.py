@@ -104,7 +104,8 @@ def expand(grid: GridConfig) -> Expansion:
     """All valid cells of the grid, in axis order, and the combinations skipped with the reason.
 
     A (model, encoder) pair is checked at the training crop and, when it is known in advance, at the evaluation
-    input size (the eval resize, else the dataset's fixed image size, padded to the model's multiple).
+    input size (the eval resize, else the dataset's fixed image size, padded to the model's multiple). ConfigError
+    when a dataset's options alone say that its cells cannot run (check_split_sizes).
     """
     from segbench.models import MODELS, incompatibility
 
