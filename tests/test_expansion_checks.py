@@ -34,7 +34,8 @@ def test_run_refuses_a_batch_larger_than_the_train_split_before_anything_is_writ
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(grid(n_train=2, batch_size=4)))
     results, cache = tmp_path / "results", tmp_path / "cache"
-    for extra in ([], ["--dry-run"]):
+    tensorboard = tmp_path / "tb"
+    for extra in ([], ["--dry-run"], ["--executor", "ray", "--tensorboard", str(tensorboard)]):
         outcome = CliRunner(env={"SEGBENCH_DEBUG": ""}).invoke(
             app, ["run", str(path), "--results", str(results), "--cache-dir", str(cache), "--device", "cpu", *extra])
         assert outcome.exit_code == 2, outcome.output
@@ -43,7 +44,8 @@ def test_run_refuses_a_batch_larger_than_the_train_split_before_anything_is_writ
                      "cell unet__resnet18__ce__synthetic__s0", "set train.batch_size to at most 2",
                      "raise the dataset's n_train to at least 4"):
             assert part in outcome.output, outcome.output
-    assert not results.exists() and not cache.exists()  # no record, no lock, no generated scenes
+    # no record, no lock, no generated scenes, no Ray instance's probe, no TensorBoard log
+    assert not results.exists() and not cache.exists() and not tensorboard.exists()
 
 
 def test_a_batch_equal_to_the_train_split_runs():

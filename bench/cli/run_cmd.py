@@ -50,8 +50,9 @@ def run(
     if executor == "local" and (address is not None or cpus_per_cell is not None):
         raise ConfigError("--address and --cpus-per-cell apply to --executor ray only; add --executor ray.")
     grid = load_grid(grid_file, override)
+    expansion = expand(grid)  # refuses cells that cannot run before a cluster, a log or a results folder is made
     if dry_run:
-        print_cells(Console(), grid, expand(grid))
+        print_cells(Console(), grid, expansion)
         return
     options = dict(force=force, retry_failed=retry_failed, oom_retry=oom_retry, cache_dir=cache_dir)
     if tensorboard is not None:
