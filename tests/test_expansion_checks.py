@@ -104,3 +104,21 @@ def test_a_dataset_on_disk_is_checked_when_its_folder_is_read(tmp_path: Path):
     """Expansion does not read a real dataset's folder (it may live on another machine): no sizes, no check here."""
     document = grid(datasets=[{"name": "cityscapes", "params": {"root": str(tmp_path)}}], batch_size=64)
     assert len(expand(parse_grid(document)).cells) == 1
+
+
+def test_a_dataset_read_in_the_worker_that_is_smaller_than_the_batch_is_a_config_error(tmp_path: Path):
+    """Datasets on disk are first read in the worker: there a too-small train split is a configuration mistake (the
+    record's kind `config`), not an exception. The cell is built directly, past expansion's check."""
+    import torch
+
+    from segbench.cell.pipeline import train_and_evaluate
+    from segbench.grid.cells import Cell
+    from segbench.grid.schema import DatasetSpec, EvalConfig, LossSpec, MeasureConfig, TrainConfig
+
+    dataset = DatasetSpec(name="synthetic", params={"n_train": 2, "n_val": 1, "height": 32, "width": 64, "seed": 0})
+    cell = Cell(dataset=dataset, model="unet", encoder="resnet18", loss=LossSpec(name="ce"), seed=0,
+                train=TrainConfig(iterations=1, batch_size=4, crop=(32, 64)), eval=EvalConfig(batch_size=1),
+                measure=MeasureConfig(enabled=False))
+    with pytest.raises(ConfigError, match=r"the train split has 2 images, fewer than train.batch_size 4; set "
+                                          r"train.batch_size to at most 2"):
+        train_and_evaluate(cell, tmp_path, torch.device("cpu"), emit=lambda event: None, cache_dir=tmp_path)

@@ -88,8 +88,9 @@ def train_and_evaluate(
     if (reason := incompatibility(cell.model, cell.encoder, eval_shape)) is not None:
         raise ConfigError(f"{cell.model} cannot evaluate {eval_shape[0]}x{eval_shape[1]} inputs: {reason}; "
                           "set eval.size in the grid")
-    if len(train_set) < batch_size:
-        raise ValueError(f"the train split has {len(train_set)} images, fewer than batch_size {batch_size}")
+    if len(train_set) < batch_size:  # expansion checks this for the built-in scenes; a dataset on disk is read here
+        raise ConfigError(f"the train split has {len(train_set)} images, fewer than train.batch_size {batch_size}; "
+                          f"set train.batch_size to at most {len(train_set)} or use a larger train split")
 
     generator = torch.Generator().manual_seed(cell.seed)
     train_loader, val_loader = make_loaders(cell, train_set, dist.shard(val_set), rank_batch, device, generator,
