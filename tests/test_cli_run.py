@@ -17,6 +17,7 @@ from segbench.cli import app
 from segbench.records.paths import checkpoint_path
 
 from support.grids import read_records, tiny_grid, write_grid
+from support.processes import track
 
 TINY = tiny_grid(losses=["ce", "focal"], dataset={"seed": 3}, train={"lr": 0.001})
 
@@ -117,6 +118,7 @@ def test_unavailable_cuda_is_refused(tmp_path: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(450)  # ~40 s here, 151 s beside another suite: its waits stretch with the load
 def test_interrupted_run_resumes_without_redoing_finished_cells(tmp_path: Path):
     """Ctrl-C (SIGINT to the process group) mid-sweep, then the same command finishes the rest."""
     document = {**TINY, "train": {**TINY["train"], "epochs": 4}}
@@ -124,8 +126,9 @@ def test_interrupted_run_resumes_without_redoing_finished_cells(tmp_path: Path):
     results = tmp_path / "results"
     command = [sys.executable, "-m", "segbench", "run", str(grid), "--results", str(results), "--device", "cpu"]
     env = {**os.environ, "SEGBENCH_FAULT": "step_sleep=0.3", "COLUMNS": "200"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                               env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a terminal's
+    process = track(subprocess.Popen(  # its process group is killed at teardown, should the test fail
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)))  # a terminal's Ctrl-C
     deadline = time.monotonic() + 300
     # Wait until the first cell has its record and the second cell's worker is training.
     while time.monotonic() < deadline and not (

@@ -31,6 +31,7 @@ def rank_process(worker: psutil.Process, rank: int) -> psutil.Process | None:
     return None
 
 
+@pytest.mark.timeout(300)  # 71 s here, 102 s beside another suite (the default bound is 180 s: pyproject.toml)
 def test_a_killed_rank_fails_its_cell_the_sweep_goes_on_and_the_rerun_resumes(tmp_path, distributed_grid):
     # Two cells (CE, focal) of 3 epochs; no cost measurement, which the shared `trained` cell covers.
     s = Sweep(tmp_path, distributed_grid("ddp-faults", losses=["ce", "focal"], train={"epochs": 3},

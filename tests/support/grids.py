@@ -20,6 +20,8 @@ from typing import Any
 import psutil
 import yaml
 
+from support.processes import kill_group, track
+
 # A few fixed latency iterations (no time budget) and no memory probe: the cost of a tiny cell stays at seconds.
 QUICK_MEASURE = {"budget_s": None, "warmup": 1, "iters": 2, "batch_size": 2, "memory": False}
 
@@ -61,7 +63,9 @@ def read_records(results: Path) -> dict[str, dict]:
 class Sweep:
     """A grid file, a results folder and the `segbench run` command (in a subprocess) between them.
 
-    run_args go on every command line (e.g. `--executor ray --address ...`).
+    run_args go on every command line (e.g. `--executor ray --address ...`). Every run starts in its own process
+    group: `run` kills its group when it returns or is interrupted (a pytest-timeout, a failed assertion), and the
+    group of a run `start` began is killed at the end of the test (support.processes).
     """
 
     def __init__(self, folder: Path, document: dict[str, Any], run_args: tuple[str, ...] = ()) -> None:
@@ -78,14 +82,21 @@ class Sweep:
 
     def run(self, *extra: str, run_args: tuple[str, ...] | None = None, fault: str = "",
             timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run(self.command(*extra, run_args=run_args), capture_output=True, text=True,
-                              timeout=timeout, env=self.env(fault))
+        command = self.command(*extra, run_args=run_args)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env=self.env(fault), start_new_session=True)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        finally:  # whatever the runner left behind (a worker, a local Ray instance) goes with it
+            kill_group(process)
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
     def start(self, *extra: str, fault: str = "") -> subprocess.Popen:
         # As from a terminal: Ctrl-C is not ignored, even when pytest itself runs as a background job.
-        return subprocess.Popen(self.command(*extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=self.env(fault), start_new_session=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        process = subprocess.Popen(self.command(*extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   env=self.env(fault), start_new_session=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        return track(process)
 
     def records(self) -> dict[str, dict]:
         return read_records(self.results)
