@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from segbench import faults
 from segbench.cell.loop import CHECK_EVERY, Diverged, step_setup, train_epoch
 from segbench.cell.state import TrainState
 from segbench.errors import ConfigError
-from segbench.execution import faults
 
 CPU = torch.device("cpu")
 READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__float__, torch.Tensor.numpy,

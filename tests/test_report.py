@@ -12,7 +12,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from segbench.analysis.figures import colourise, error_map, pareto_front
+from segbench.analysis.figures import pareto_front
+from segbench.colours import colourise, error_map
 from segbench.cli import app
 from segbench.records.store import load_records, write_record
 

@@ -39,7 +39,7 @@ from segbench.records.paths import grids_dir
 from segbench.records.rows import rows_frame
 
 if TYPE_CHECKING:
-    from segbench.analysis.report import ReportWriter
+    from segbench.analysis.writer import ReportWriter
 
 DEFAULT_TOP = 3
 COMPARISONS_CSV = "comparisons.csv"

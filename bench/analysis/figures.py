@@ -19,12 +19,10 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from segbench.colours import CORRECT_COLOUR, IGNORE_COLOUR, WRONG_COLOUR, colourise, error_map  # noqa: E402
 from segbench.records.rows import record_row  # noqa: E402
 
 DPI = 110
-IGNORE_COLOUR = (0, 0, 0)
-CORRECT_COLOUR = (215, 215, 215)
-WRONG_COLOUR = (220, 30, 30)
 
 
 def _label(record: dict[str, Any]) -> str:
@@ -230,23 +228,6 @@ def confusion_figure(record: dict[str, Any], classes: list[str], path: Path, tit
     axis.set_title(f"{title}: confusion matrix of {_label(record)}\n(row-normalised; grey rows: class absent "
                    "from the ground truth)", fontsize=10)
     return _save(figure, path)
-
-
-def colourise(label: np.ndarray, palette: list[list[int]], ignore_index: int) -> np.ndarray:
-    """A class-index map [H, W] as an RGB image [H, W, 3] in the dataset palette; ignore pixels black."""
-    lookup = np.zeros((256, 3), dtype=np.uint8)
-    lookup[: len(palette)] = np.asarray(palette, dtype=np.uint8)
-    lookup[ignore_index] = IGNORE_COLOUR
-    return lookup[label]
-
-
-def error_map(label: np.ndarray, pred: np.ndarray, ignore_index: int) -> np.ndarray:
-    """Correct pixels light grey, wrong ones red, ignore pixels black."""
-    out = np.empty((*label.shape, 3), dtype=np.uint8)
-    out[:] = CORRECT_COLOUR
-    out[pred != label] = WRONG_COLOUR
-    out[label == ignore_index] = IGNORE_COLOUR
-    return out
 
 
 def examples_figure(record: dict[str, Any], cell_dir: Path, path: Path, title: str) -> Path | None:

@@ -21,6 +21,7 @@ from segbench.analysis import figures, tables
 from segbench.analysis.comparison_section import ComparisonOptions, compute_comparisons, write_comparison_section
 from segbench.analysis.seeds import seed_statistics_frame, write_seed_section
 from segbench.analysis.summary import select_latest
+from segbench.analysis.writer import ReportWriter
 from segbench.errors import ConfigError
 from segbench.metrics.catalogue import fixed
 from segbench.records.paths import cell_dir, cells_dir, tensorboard_run
@@ -50,42 +51,6 @@ INTERVAL_NOTE = (
     "with replacement, mIoU recomputed from their pooled per-class counts, 1000 seeded resamples); it says nothing "
     "about seed-to-seed variation (see Seeds). `-`: the record predates intervals."
 )
-
-
-class ReportWriter:
-    """Collects Markdown sections, figures and CSV files under one output folder."""
-
-    def __init__(self, results: Path, out: Path) -> None:
-        self.results, self.out = results, out
-        self.figures_dir = out / "figures"
-        self.lines: list[str] = []
-        self.written: list[Path] = []
-
-    def add(self, *lines: str) -> None:
-        self.lines.extend(lines)
-        self.lines.append("")
-
-    def csv(self, frame: pd.DataFrame, name: str) -> str:
-        path = self.out / name
-        frame.to_csv(path, index=frame.index.name is not None)
-        self.written.append(path)
-        return f"[{name}]({name})"
-
-    def figure(self, path: Path | None, caption: str) -> None:
-        if path is None:
-            return
-        self.written.append(path)
-        self.add(f"![{caption}]({path.relative_to(self.out).as_posix()})")
-
-    def table(self, frame: pd.DataFrame, columns: dict[str, tables.Column] | None, csv_name: str | None,
-              shown: pd.DataFrame | None = None) -> None:
-        """`frame` as CSV (raw units) and, or `shown` where given, as a Markdown table."""
-        if frame.empty:
-            self.add("_(none)_")
-            return
-        self.add(tables.markdown_table(frame if shown is None else shown, columns))
-        if csv_name:
-            self.add(f"CSV (raw units): {self.csv(frame, csv_name)}")
 
 
 def write_report(results: Path, out: Path | None = None, options: ComparisonOptions | None = None) -> Path:

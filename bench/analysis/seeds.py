@@ -24,7 +24,7 @@ from segbench.metrics.catalogue import METRICS  # noqa: E402
 from segbench.records.rows import rows_frame  # noqa: E402
 
 if TYPE_CHECKING:
-    from segbench.analysis.report import ReportWriter
+    from segbench.analysis.writer import ReportWriter
 
 SEED_METRICS = ("miou", "pixel_accuracy", "mdice")
 IDENTITY = ("dataset", "model", "encoder", "loss", "configuration", "group", "n", "seeds")

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from segbench import faults
 from segbench.cell.state import TrainState
 from segbench.devices import synchronize, training_autotune
 from segbench.errors import ConfigError
-from segbench.execution import faults
 
 Emit = Callable[[dict[str, Any]], None]
 

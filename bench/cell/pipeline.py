@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
+from segbench import faults
 from segbench.cell.data import (
     dataset_info,
     loader_settings,
@@ -29,18 +30,17 @@ from segbench.cell.distributed import SINGLE, Dist
 from segbench.cell.evaluate import EvaluationResult, evaluate_model
 from segbench.cell.examples import sample_id, save_examples
 from segbench.cell.loop import CHECK_EVERY, Diverged, Emit, StepSetup, step_setup, train_epoch
-from segbench.cell.optim import lr_factor, make_optimizer
 from segbench.cell.selection import RULE_BEST, SelectionRule, offer
 from segbench.cell.state import TrainState, load_train_state, rng_state, save_train_state, seed_everything
 from segbench.devices import AUTOCAST_DTYPES, autocast_context, configure_determinism, resolve_precision
 from segbench.env import device_description
 from segbench.errors import ConfigError
-from segbench.execution import faults
 from segbench.grid.cells import Cell
 from segbench.losses import build_loss, class_weights_from_counts
 from segbench.measure import cell_cost, count_macs, count_params
 from segbench.measure.throughput import training_throughput
 from segbench.metrics.bootstrap import bootstrap_miou_interval
+from segbench.optim import lr_factor, make_optimizer
 from segbench.records.paths import CHECKPOINT_FILE, PER_IMAGE_COUNTS_FILE, TRAIN_STATE_FILE
 from segbench.storage import atomic_torch_save, atomic_write_bytes
 

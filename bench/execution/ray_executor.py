@@ -22,11 +22,11 @@ from typing import Any
 from segbench.errors import ConfigError
 from segbench.execution.events import OnEvent
 from segbench.execution.executor import CellTask, Placement, TaskHandle, TaskOutcome
-from segbench.execution.faults import ENV as FAULT_ENV
 from segbench.execution.local import _tail, oversubscription
 from segbench.execution.ray_auth import driver_auth
 from segbench.execution.ray_cluster import CellResources, connect, plan_cells
 from segbench.execution.ray_task import EventInbox, run_cell
+from segbench.faults import ENV as FAULT_ENV
 from segbench.records.paths import WORKER_LOG_FILE, cell_dir
 
 RAY = "ray"

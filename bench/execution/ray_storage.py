@@ -27,7 +27,7 @@ def probe_node(results: str, token: str) -> dict[str, Any]:
     """
     import ray
 
-    from segbench.execution import faults
+    from segbench import faults
 
     name = f".segbench-probe-{ray.get_runtime_context().get_node_id()[:12]}-{token}"
     folder = Path(results)

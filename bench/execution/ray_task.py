@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from segbench.execution.events import Event, parse_event
-from segbench.execution.faults import ENV as FAULT_ENV
 from segbench.execution.launch import PARENT_PID_ENV
 from segbench.execution.local import _tail
+from segbench.faults import ENV as FAULT_ENV
 from segbench.records.paths import TASK_FILE, WORKER_LOG_FILE
 from segbench.storage import atomic_write_json
 

@@ -95,7 +95,7 @@ class TensorBoardLog:
         """Log the finished cell's status and up to `max_examples` example predictions as images."""
         from PIL import Image
 
-        from segbench.analysis.figures import colourise
+        from segbench.colours import colourise
 
         writer = self._writer(cell_id)
         error = record.get("error") or {}

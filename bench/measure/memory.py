@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from segbench.cell.optim import build_optimizer
 from segbench.devices import autocast_context, synchronize
 from segbench.measure.macs import torchinfo_estimate
+from segbench.optim import build_optimizer
 
 PROBE_MODULE = "segbench.measure.probe"
 PROBE_LR = 1e-4  # one step on random data: the value changes no allocation

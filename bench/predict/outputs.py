@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from segbench.analysis.figures import colourise  # imported here, not per frame: it loads matplotlib
+from segbench.colours import colourise
 from segbench.errors import ConfigError
 
 FORMATS = ("trainids", "labelids", "color")

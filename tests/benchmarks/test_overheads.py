@@ -44,11 +44,11 @@ def tiny_cell(num_workers: int = 0) -> Cell:
 def training_parts(cell: Cell, cache_dir: Path):
     """segbench's loader for `cell`, and the model, loss and optimizer a hand-written loop would use."""
     from segbench.cell.data import make_datasets, make_loaders
-    from segbench.cell.optim import make_optimizer
     from segbench.cell.state import seed_everything
     from segbench.datasets import dataset_info, parse_dataset_params
     from segbench.losses import build_loss
     from segbench.models import build_model
+    from segbench.optim import make_optimizer
 
     seed_everything(cell.seed)
     train_set, val_set = make_datasets(cell, 32, cache_dir)
