@@ -6,7 +6,7 @@ SEGBENCH := $(VENV)/bin/segbench
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test lint bench summary baseline clean install
+.PHONY: demo test test-fast lint bench summary baseline clean install
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ demo: install  ## train the quickstart grid (4 cells, within 5 minutes on 2 CPU 
 test: install  ## lint, then the whole test suite (CPU only)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# The everyday loop: everything but the tests marked slow (those that train a model, start processes or a cluster,
+# or take more than about 2 s). `make test`, which CI runs, still runs them all.
+test-fast: install  ## lint, then the tests not marked slow (under 3 minutes on 2 CPU cores)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -m "not slow"
 
 lint: install
 	$(VENV)/bin/ruff check .

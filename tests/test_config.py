@@ -139,6 +139,7 @@ def test_overrides(tmp_path: Path):
         load_grid(path, ["models=[unet"])
 
 
+@pytest.mark.slow  # 6 s
 def test_every_shipped_grid_is_valid():
     grids = sorted((Path(__file__).parents[1] / "grids").rglob("*.yaml"))
     assert grids, "the repository ships example grids"

@@ -89,6 +89,7 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(generate
     assert all(other[name] != data for name, data in files_of(first).items())
 
 
+@pytest.mark.slow  # worker processes (3 s)
 def test_parallel_generation_matches_serial(tmp_path, monkeypatch):
     monkeypatch.setattr(synthetic_module, "PARALLEL_MIN_IMAGES", 0)
     params = tiny(n_train=3, n_val=2, height=32, width=64)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 from typer.testing import CliRunner
@@ -57,6 +58,7 @@ def test_a_slower_model_gets_fewer_iterations_in_the_same_budget():
     assert calibrate(slow.call, 2.5, 1, 1, clock=slow) == (8, 32)
 
 
+@pytest.mark.slow  # 3 s
 def test_measure_latency_records_the_budget_and_the_counts_run():
     net = nn.Conv2d(3, 2, 3, padding=1)
     fixed = measure_latency(net, (3, 8, 8), torch.device("cpu"),
@@ -78,6 +80,7 @@ def test_measure_latency_records_the_budget_and_the_counts_run():
     assert "latency at batch 2" in lines[2] and "round 2 of 2" in lines[4] and "timed iterations" in lines[5]
 
 
+@pytest.mark.slow  # times a model for its budget (6 s)
 def test_profile_budget_prints_its_phases_and_records_the_counts(tmp_path: Path):
     out = tmp_path / "profile.json"
     result = CliRunner().invoke(app, ["profile", "--model", "unet", "--encoder", "resnet18", "--classes", "3",

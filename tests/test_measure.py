@@ -68,6 +68,7 @@ def unet34() -> nn.Module:
     return build_model("unet", encoder="resnet34", classes=19).eval()
 
 
+@pytest.mark.slow  # three MAC counters on a model (5 s)
 def test_macs_agree_with_torchinfo_and_the_reference_figure(unet34: nn.Module):
     shape = (1, 3, 128, 256)
     macs = count_macs(unet34, shape)
@@ -143,6 +144,7 @@ def _cell(measure: MeasureConfig, batch_size: int = 2) -> Cell:
                 measure=measure)
 
 
+@pytest.mark.slow  # a fresh process (6 s)
 def test_cell_cost_measures_everything_with_cpu_memory_in_a_fresh_process():
     model = tiny_net()
     cost = cell_cost(model, _cell(TINY_SETTINGS, batch_size=8), (3, 32, 64), "cpu", train_batch_size=2)
@@ -165,6 +167,7 @@ def test_cell_cost_measures_everything_with_cpu_memory_in_a_fresh_process():
     json.dumps(cost)  # raw numbers only: the record can store it
 
 
+@pytest.mark.slow  # trains steps (20 s)
 def test_training_step_memory_uses_the_batch_size_the_cell_trained_with(tmp_path: Path):
     """After an out-of-memory retry the cell trains with half its grid batch size; the training-step memory must be
     measured at that size, not at the grid's (which did not fit)."""
@@ -218,6 +221,7 @@ def test_cuda_memory_and_latency_on_a_gpu():
     assert cost["latency"]["conditions"]["device_type"] == "cuda"
 
 
+@pytest.mark.slow  # profiles a model (6 s)
 def test_profile_command_prints_and_writes_json(tmp_path: Path):
     out = tmp_path / "profile.json"
     result = CliRunner().invoke(app, ["profile", "--model", "unet", "--encoder", "resnet18", "--classes", "5",

@@ -37,8 +37,13 @@ REPRESENTATIVE = {
     "ddunet-same": ["native"],
     "unet-classic": ["native"],
 }
-CASES = [(name, encoder) for name, encoders in REPRESENTATIVE.items() for encoder in encoders]
-IDS = [f"{name}-{encoder}" for name, encoder in CASES]
+# These take 2-16 s each (a build, then a forward and backward) on a 2-core CPU: slow, so `make test-fast` keeps the
+# lighter models' battery (one each of U-Net, FPN, LinkNet, PSPNet, DeepLabV3+, the native DD-U-Net 'same').
+HEAVY = {("unetplusplus", "resnet18"), ("manet", "resnet18"), ("deeplabv3", "resnet18"), ("pan", "resnet18"),
+         ("upernet", "resnet18"), ("segformer", "mit_b0"), ("dpt", "tu-vit_tiny_patch16_224"), ("r2unet", "resnet18"),
+         ("r2unet", "native"), ("ddunet", "resnet18"), ("ddunet", "native"), ("unet-classic", "native")}
+CASES = [pytest.param(name, encoder, id=f"{name}-{encoder}", marks=pytest.mark.slow if (name, encoder) in HEAVY else ())
+         for name, encoders in REPRESENTATIVE.items() for encoder in encoders]
 
 
 def min_valid_size(name: str, encoder: str) -> int:
@@ -62,7 +67,7 @@ def test_every_model_has_a_case() -> None:
     assert sorted(REPRESENTATIVE) == sorted(MODELS.names())
 
 
-@pytest.mark.parametrize(("name", "encoder"), CASES, ids=IDS)
+@pytest.mark.parametrize(("name", "encoder"), CASES)
 def test_forward_backward_at_min_size(name: str, encoder: str) -> None:
     assert incompatibility(name, encoder) is None
     side = min_valid_size(name, encoder)
@@ -79,7 +84,7 @@ def test_forward_backward_at_min_size(name: str, encoder: str) -> None:
     model.zero_grad(set_to_none=True)
 
 
-@pytest.mark.parametrize(("name", "encoder"), CASES, ids=IDS)
+@pytest.mark.parametrize(("name", "encoder"), CASES)
 def test_parameter_count_is_stable_across_builds(name: str, encoder: str) -> None:
     first = count_params(built(name, encoder))
     second = count_params(build_model(name, encoder=encoder, classes=CLASSES))
@@ -89,7 +94,7 @@ def test_parameter_count_is_stable_across_builds(name: str, encoder: str) -> Non
         assert first["encoder"] is not None and 0 < first["encoder"] < first["total"]
 
 
-@pytest.mark.parametrize(("name", "encoder"), CASES, ids=IDS)
+@pytest.mark.parametrize(("name", "encoder"), CASES)
 def test_odd_size_is_padded_or_refused_with_a_reason(name: str, encoder: str) -> None:
     height, width = 65, 97
     model = built(name, encoder).eval()

@@ -40,6 +40,7 @@ def _calls_of_recurrent_convs(model: torch.nn.Module, x: torch.Tensor) -> int:
     return calls
 
 
+@pytest.mark.slow  # 4 s
 def test_r2unet_recurrence_is_shared_and_used() -> None:
     torch.manual_seed(0)
     two = R2UNet(in_channels=3, classes=19, steps=2).eval()
@@ -86,6 +87,7 @@ def test_ddunet_native_forward_raises_the_same_reason_off_size() -> None:
         DDUNet(classes=19).eval()(torch.zeros(1, 3, 128, 128))
 
 
+@pytest.mark.slow  # 3 s
 def test_ddunet_native_runs_at_256() -> None:
     assert incompatibility("ddunet", "native", (256, 256)) is None
     model = build_model("ddunet", encoder="native", classes=19).eval()

@@ -140,6 +140,7 @@ def test_loader_processes_auto_resolve_at_run_time(monkeypatch: pytest.MonkeyPat
                                            "prefetch_factor": 2}
 
 
+@pytest.mark.slow  # 3 s
 def test_latency_records_the_precision_it_was_measured_in():
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()).to(memory_format=torch.channels_last)
     settings = MeasureConfig(budget_s=None, warmup=1, iters=2, batch_size=2)

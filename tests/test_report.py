@@ -13,14 +13,17 @@ import yaml
 from typer.testing import CliRunner
 
 from segbench.analysis.figures import pareto_front
-from segbench.colours import colourise, error_map
 from segbench.cli import app
+from segbench.colours import colourise, error_map
 from segbench.records.store import load_records, write_record
 
 from support.grids import tiny_grid
 
 TINY = tiny_grid("report-tiny", seeds=[0, 1], train={"lr": 0.002}, measure={"iters": 3})
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# The first test to use `results` pays for its training run: 44-92 s of setup here when another suite runs beside it.
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +61,7 @@ def report(results: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "report.md"
 
 
+@pytest.mark.slow  # the module's trained run (results)
 def test_report_has_every_section(report: Path):
     text = report.read_text()
     for heading in ("# segbench report", "## Dataset: synthetic", "### Leaderboard", "### Accuracy vs cost",
@@ -72,6 +76,7 @@ def test_report_has_every_section(report: Path):
     assert "TensorBoard logs (per step) of 2 of these" in text and "`tensorboard --logdir " in text
 
 
+@pytest.mark.slow  # the module's trained run (results)
 def test_figures_exist_and_are_pngs(report: Path):
     figures = sorted((report.parent / "figures").glob("*.png"))
     names = {path.name for path in figures}
@@ -83,6 +88,7 @@ def test_figures_exist_and_are_pngs(report: Path):
         assert f"(figures/{path.name})" in report.read_text()
 
 
+@pytest.mark.slow  # the module's trained run (results)
 def test_csv_tables_parse_and_hold_raw_numbers(report: Path, results: Path):
     records = {r["slug"]: r for r in load_records(results).records if r["status"] == "ok"
                and r["config_hash"] != "01de000000"}
@@ -97,6 +103,7 @@ def test_csv_tables_parse_and_hold_raw_numbers(report: Path, results: Path):
         assert not pd.read_csv(report.parent / name).empty, name
 
 
+@pytest.mark.slow  # the module's trained run (results)
 def test_seeds_are_grouped_with_mean_and_sd(report: Path, results: Path):
     groups = pd.read_csv(report.parent / "seed-statistics.csv")
     assert len(groups) == 1
@@ -110,12 +117,14 @@ def test_seeds_are_grouped_with_mean_and_sd(report: Path, results: Path):
     assert f"{statistics.mean(values) * 100:.2f} +- {statistics.stdev(values) * 100:.2f} [" in report.read_text()
 
 
+@pytest.mark.slow  # the module's trained run (results)
 def test_one_configuration_has_nothing_to_compare(report: Path):
     comparisons = pd.read_csv(report.parent / "comparisons.csv")
     assert comparisons.empty and "dataset" in comparisons.columns  # the header alone
     assert "_(no axis has two values" in report.read_text().split("\n## Comparisons")[1]
 
 
+@pytest.mark.slow  # the module's trained run (results)
 def test_failed_and_superseded_cells_are_listed(report: Path):
     text = report.read_text()
     failed = text.split("## Failed cells")[1].split("##")[0]

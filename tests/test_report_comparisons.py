@@ -155,6 +155,7 @@ def test_the_report_shows_the_method_the_rule_the_tables_and_n_seeds(ce_report: 
     assert "[comparisons.csv](comparisons.csv)" in comparisons
 
 
+@pytest.mark.slow  # two reports (5 s)
 def test_alpha_sets_the_interval_and_the_rule(results: Path, tmp_path: Path):
     output, report = run_report(results, tmp_path / "report", "--alpha", "0.1")
     assert report.is_file(), output

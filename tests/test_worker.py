@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test starts a Python process that imports segbench (1-4 s)
+
 SCRIPT = """
 import os, signal, time
 from segbench.execution.worker import _interrupt_once
