@@ -10,11 +10,22 @@ export PYTHONHASHSEED := 0
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py
+# constraints.txt pins every installed package at the version CI tested (a new torch must not silently move metrics,
+# latency fingerprints or checksums); records name it (environment.lock). `make lock` refreshes it on purpose.
+LOCK ?= constraints.txt
+$(VENV)/.installed: pyproject.toml setup.py $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $@
+
+.PHONY: lock
+lock:  ## upgrade .venv to the newest versions pyproject allows and write them to constraints.txt (then test, baseline)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade -e '.[dev]'
+	{ sed -n '/^#/p' $(LOCK); $(PY) -m pip freeze --exclude-editable; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+	touch $(VENV)/.installed
+	@echo "$(LOCK) written; run make test and make baseline, then commit both"
 
 # On a CPU with two or more threads the demo runs two cells at a time, one thread each: two single-threaded steps
 # use two cores better than one two-threaded step does, and one cell's start-up and evaluation overlap the other's

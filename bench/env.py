@@ -75,6 +75,19 @@ def tf32_settings() -> dict[str, Any]:
     }
 
 
+LOCK_FILE = "constraints.txt"  # beside pyproject.toml: the exact versions `make install` installs
+
+
+def lock_file(root: Path | None = None) -> dict[str, Any] | None:
+    """The constraints file the source tree installs with (its name and sha256), or None outside a checkout."""
+    import hashlib
+
+    path = (root or Path(__file__).resolve().parent.parent) / LOCK_FILE
+    if not path.is_file():
+        return None
+    return {"file": LOCK_FILE, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
 def environment(device: Any) -> dict[str, Any]:
     return {
         "python": platform.python_version(),
@@ -83,5 +96,6 @@ def environment(device: Any) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "packages": package_versions(),
         "git_commit": git_commit(),
+        "lock": lock_file(),
         "device": device_description(device),
     }
