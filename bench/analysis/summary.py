@@ -5,7 +5,7 @@ settings), the newest is summarised and the others are listed as superseded: the
 
 Version 2 rows say where each cell's latency was timed (`machine`, a fingerprint id, detailed once under `machines`),
 how far its timing rounds agreed (`latency_spread`) and which cells timed the same inference (`latency_workload`).
-Version 1 summaries still load: their rows have no fingerprint, so their latency counts as "other machine".
+Version 1 summaries still load: their rows have no fingerprint, so their latency is never gated.
 """
 
 from __future__ import annotations

@@ -162,8 +162,7 @@ def measure_latency(
     budget, the minimum counts and the machine's fingerprint), `batch_1`, `batch_n` and `reference` (each with the
     warm-up and timed counts run: `warmup`, `n`; batch 1 and the reference pool the rounds), `latency_ratio`, the median
     over batch-1 iterations of model time / reference time of the same iteration (`paired_ratio`), and `stability`
-    (each round's ratio, and their spread). progress receives a line
-    per phase.
+    (each round's ratio, and their spread). progress receives a line per phase.
     """
     previous_threads = torch.get_num_threads()
     if settings.threads is not None:
