@@ -202,6 +202,13 @@ def _baseline_sentence(main: pd.DataFrame, options: ComparisonOptions, grid_file
     return f"Baselines: {'; '.join(parts)}." if parts else ""
 
 
+def _effects_block(writer: ReportWriter, heading: str, text: str, frame: pd.DataFrame, alpha: float, scope: bool,
+                   empty: str) -> None:
+    """A heading, its paragraph, then the effects table (or, without rows, why there are none)."""
+    writer.add(heading, text)
+    writer.add(f"_({empty})_" if frame.empty else _effects_table(frame, alpha, scope=scope))
+
+
 def write_comparison_section(writer: ReportWriter, comparisons: Comparisons, options: ComparisonOptions) -> None:
     """`## Comparisons`: the method and the verdict rule, then per dataset the main effects, the conditional
     effects and the top-configuration pairs; and comparisons.csv (exactly `comparisons.COLUMNS`, raw units)."""
@@ -219,24 +226,17 @@ def write_comparison_section(writer: ReportWriter, comparisons: Comparisons, opt
     for dataset in datasets:
         writer.add(f"### Comparisons: {dataset}")
         effects = main[main["dataset"] == dataset]
-        writer.add("#### Main effects: each level against the baseline level of its axis",
-                   _baseline_sentence(effects, options, comparisons.grid_file, writer.results)
-                   + " n = seeds; each seed's difference d_s averages the combinations of the other axes run at "
-                   "that seed; p is the t-test on the d_s, p (sign-flip) the exact sign-flip test on the same d_s, "
-                   "p (Holm) adjusts p over this dataset's rows of one metric; P(better) = share of seeds.")
-        if effects.empty:
-            writer.add("_(no axis with two or more values)_")
-        else:
-            writer.add(_effects_table(effects, options.alpha, scope=False))
-        within = conditional[conditional["dataset"] == dataset]
-        writer.add("#### Conditional effects: the same comparisons within each combination of the other axes",
-                   "One cell pair per seed within the combination named under 'within' (n = seeds), so a level "
-                   "that helps one combination and not another shows here; p (Holm) adjusts over the rows of one "
-                   "metric and axis.")
-        if within.empty:
-            writer.add("_(no axis whose other axes vary: the main effects are the only combination)_")
-        else:
-            writer.add(_effects_table(within, options.alpha, scope=True))
+        _effects_block(writer, "#### Main effects: each level against the baseline level of its axis",
+                       _baseline_sentence(effects, options, comparisons.grid_file, writer.results)
+                       + " n = seeds; each seed's difference d_s averages the combinations of the other axes run at "
+                       "that seed; p is the t-test on the d_s, p (sign-flip) the exact sign-flip test on the same "
+                       "d_s, p (Holm) adjusts p over this dataset's rows of one metric; P(better) = share of seeds.",
+                       effects, options.alpha, scope=False, empty="no axis with two or more values")
+        _effects_block(writer, "#### Conditional effects: the same comparisons within each combination of the other "
+                       "axes", "One cell pair per seed within the combination named under 'within' (n = seeds), so "
+                       "a level that helps one combination and not another shows here; p (Holm) adjusts over the "
+                       "rows of one metric and axis.", conditional[conditional["dataset"] == dataset], options.alpha,
+                       scope=True, empty="no axis whose other axes vary: the main effects are the only combination")
         top = pairs[pairs["dataset"] == dataset]
         available = comparisons.configurations.get(dataset, 0)
         k = min(options.top, available)
