@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from segbench.grid.cells import holdout_size
+
 RULE_LAST = "last"
 RULE_BEST = "best"
 
@@ -22,7 +24,7 @@ RULE_BEST = "best"
 def holdout_indices(num_images: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """(training indices, selection indices) of a training split of `num_images`: a seeded permutation, the first
     round(fraction x N) images (at least one) for selection. The same seed always carves the same images."""
-    size = max(1, round(num_images * fraction))
+    size = holdout_size(num_images, fraction)
     if size >= num_images:
         raise ValueError(f"eval.holdout {fraction} leaves no training image of {num_images}")
     order = torch.randperm(num_images, generator=torch.Generator().manual_seed(seed)).tolist()

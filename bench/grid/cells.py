@@ -143,10 +143,15 @@ def expand(grid: GridConfig) -> Expansion:
     return Expansion(cells, skipped)
 
 
+def holdout_size(num_images: int, fraction: float) -> int:
+    """Images eval.holdout carves out of a training split of `num_images` for selection: round(fraction x N), at
+    least one (segbench.cell.selection.holdout_indices picks which)."""
+    return max(1, round(num_images * fraction))
+
+
 def training_images(num_images: int, holdout: float | None) -> int:
-    """Images left to train on after eval.holdout carves its selection images out of the training split: round(
-    fraction x N), at least one (segbench.cell.selection.holdout_indices)."""
-    return num_images if holdout is None else num_images - max(1, round(num_images * holdout))
+    """Images left to train on after eval.holdout carves its selection images out of the training split."""
+    return num_images if holdout is None else num_images - holdout_size(num_images, holdout)
 
 
 def check_split_sizes(grid: GridConfig, dataset: DatasetSpec, slugs: list[str]) -> None:
