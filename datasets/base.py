@@ -36,12 +36,12 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict
 from torch.utils.data import Dataset
 
+from segbench.atomic import atomic_write_json
 from segbench.datasets.labels import IGNORE_INDEX, LabelMapping
 from segbench.datasets.pairs import Pair, Scan, read_image, read_label_file, target_counts
 from segbench.datasets.palettes import ClassTable, describe_values, read_class_table
 from segbench.datasets.transforms import EvalTransform
 from segbench.errors import DatasetError
-from segbench.storage import atomic_write_json
 
 PRED_FORMATS = ("trainids", "labelids")  # how prediction PNGs encode classes (see PairDataset.prediction_mapping)
 

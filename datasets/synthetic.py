@@ -31,12 +31,12 @@ import numpy as np
 from PIL import Image
 from pydantic import Field
 
+from segbench.atomic import atomic_write_json
 from segbench.datasets.base import DatasetParams
 from segbench.datasets.cityscapes import IMAGE_SUFFIX, LABEL_IDS_SUFFIX, Cityscapes
 from segbench.datasets.registry import DATASETS
 from segbench.datasets.streets.layout import render_scene
 from segbench.errors import DatasetError
-from segbench.storage import atomic_write_json
 
 # Bump when the renderer changes what it draws: the default folder name includes it, so old data is not reused.
 GENERATOR_VERSION = 2

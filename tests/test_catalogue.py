@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segbench.analysis.compare import SHOWN_FIELDS, parse_check
+from segbench.analysis.gate import SHOWN_FIELDS, parse_check
 from segbench.analysis.summary import IDENTITY_FIELDS, PROVENANCE_FIELDS, SUMMARY_VERSION, summary_row
 from segbench.errors import ConfigError
 from segbench.metrics.catalogue import CATALOGUE, MATRIX_METRICS, METRICS, SUMMARY_FIELDS

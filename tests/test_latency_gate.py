@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from segbench.analysis.compare import compare_summaries, parse_check
+from segbench.analysis.gate import compare_summaries, parse_check
 from segbench.analysis.latency_gate import UnstableLatencyError, check_stable, stability_problems
 from segbench.analysis.summary import load_summary, summarize, write_summary
 from segbench.cli import app

@@ -18,7 +18,7 @@ import pandas as pd
 
 import segbench
 from segbench.analysis import figures, tables
-from segbench.analysis.comparison_section import ComparisonOptions, compute_comparisons, write_comparison_section
+from segbench.analysis.effects_section import ComparisonOptions, compute_comparisons, write_comparison_section
 from segbench.analysis.seeds import seed_statistics_frame, write_seed_section
 from segbench.analysis.summary import select_latest
 from segbench.analysis.writer import ReportWriter

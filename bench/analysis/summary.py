@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segbench.atomic import atomic_write_json
 from segbench.errors import ConfigError
 from segbench.metrics.catalogue import SUMMARY_FIELDS
 from segbench.records.paths import cells_dir
 from segbench.records.rows import record_row
 from segbench.records.store import STATUS_OK, load_records, now_iso
-from segbench.storage import atomic_write_json
 
 SUMMARY_KIND = "segbench-summary"
 SUMMARY_VERSION = 2

@@ -38,8 +38,8 @@ def save_examples(model: torch.nn.Module, val_set: Any, per_image: list[dict[str
     """
     from PIL import Image
 
+    from segbench.atomic import atomic_write_bytes
     from segbench.datasets.transforms import denormalize
-    from segbench.storage import atomic_write_bytes
 
     scored = sorted((row for row in per_image if row["valid_pixels"] > 0),
                     key=lambda row: row["correct_pixels"] / row["valid_pixels"])

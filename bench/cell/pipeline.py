@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from segbench import faults
+from segbench.atomic import atomic_torch_save, atomic_write_bytes
 from segbench.cell.data import (
     dataset_info,
     loader_settings,
@@ -42,7 +43,6 @@ from segbench.measure.throughput import training_throughput
 from segbench.metrics.bootstrap import bootstrap_miou_interval
 from segbench.optim import lr_factor, make_optimizer
 from segbench.records.paths import CHECKPOINT_FILE, PER_IMAGE_COUNTS_FILE, TRAIN_STATE_FILE
-from segbench.storage import atomic_torch_save, atomic_write_bytes
 
 __all__ = ["Diverged", "train_and_evaluate"]
 

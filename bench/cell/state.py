@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from segbench.atomic import atomic_torch_save
 from segbench.grid.cells import Cell
-from segbench.storage import atomic_torch_save
 
 
 def seed_everything(seed: int) -> None:

@@ -32,7 +32,7 @@ def compare(
     gated only between equal machine fingerprints (one line says whether they were, and why not). Configurations with
     two or more seeds on both sides are checked on their seed means and fail only when a one-sided t-test (paired by
     seed, or Welch) also finds the move beyond noise, p < 0.05 (docs/report.md)."""
-    from segbench.analysis.compare import compare_summaries, format_value, parse_check
+    from segbench.analysis.gate import compare_summaries, format_value, parse_check
     from segbench.analysis.summary import load_summary
 
     checks = [parse_check(spec) for spec in fail_on]

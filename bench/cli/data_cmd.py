@@ -77,8 +77,8 @@ def check(
     cache_dir: Path | None = CACHE_OPTION,
 ) -> None:
     """Read every file once and list each problem with its file; exit 1 when there is any, 2 for unusable input."""
+    from segbench.atomic import atomic_write_json
     from segbench.datasets.check import PROBLEM_KINDS, check_dataset
-    from segbench.storage import atomic_write_json
 
     params = dataset_params(dataset, root, param)
     with file_progress() as progress:
@@ -119,8 +119,8 @@ def stats(
     cache_dir: Path | None = CACHE_OPTION,
 ) -> None:
     """Class pixel shares per split and the class weights training would use (from the train split)."""
+    from segbench.atomic import atomic_write_json
     from segbench.datasets.check import class_statistics
-    from segbench.storage import atomic_write_json
 
     params = dataset_params(dataset, root, param)
     with file_progress() as progress:
@@ -169,7 +169,7 @@ def write_share_plot(path: Path, dataset: str, classes: tuple[str, ...], shares:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from segbench.storage import atomic_write_bytes
+    from segbench.atomic import atomic_write_bytes
 
     figure, axis = plt.subplots(figsize=(7, 1.5 + 0.3 * len(classes)))
     height = 0.8 / max(len(shares), 1)

@@ -32,9 +32,9 @@ def evaluate(
 
     Predictions are matched by name: <sample id>.png, else <sample id>_*.png (Cityscapes: <sample id>*.png).
     """
+    from segbench.atomic import atomic_write_json
     from segbench.datasets.check import open_split
     from segbench.metrics.prediction_files import MATCHING_RULE, score_predictions
-    from segbench.storage import atomic_write_json
 
     params = dataset_params(dataset, root, param)
     ground_truth = open_split(dataset, params, split, cache_dir)

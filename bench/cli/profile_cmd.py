@@ -37,12 +37,12 @@ def profile(
     """Measure one model at one input size, randomly initialised: nothing is trained or downloaded."""
     import torch
 
+    from segbench.atomic import atomic_write_json
     from segbench.datasets.transforms import padded_size
     from segbench.devices import PRECISIONS, resolve_device, resolve_precision
     from segbench.grid.schema import MeasureConfig
     from segbench.measure import measure_model
     from segbench.models import MODELS, build_model
-    from segbench.storage import atomic_write_json
 
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, not '{precision}'.")

@@ -32,8 +32,8 @@ def report(
 ) -> None:
     """Write report.md, figures/ and CSV tables (comparisons.csv among them) for RESULTS; nothing is trained or
     measured again, and no option changes a record or a cell's hash."""
-    from segbench.analysis.comparison_section import ComparisonOptions
-    from segbench.analysis.comparisons import parse_baselines
+    from segbench.analysis.effects import parse_baselines
+    from segbench.analysis.effects_section import ComparisonOptions
     from segbench.analysis.report import write_report
 
     options = ComparisonOptions(parse_baselines(baseline), margin, top, alpha)

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from segbench.atomic import atomic_write_json
 from segbench.records.store import error_info
-from segbench.storage import atomic_write_json
 
 RANK_MODULE = "segbench.execution.rank"
 PARTS_FILE = "parts.json"

@@ -16,12 +16,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
+from segbench.atomic import atomic_write_json
 from segbench.errors import ConfigError
 from segbench.execution.events import Event, OnEvent, parse_event
 from segbench.execution.executor import CellTask, Placement, TaskHandle, TaskOutcome
 from segbench.execution.launch import PARENT_PID_ENV
 from segbench.records.paths import TASK_FILE, WORKER_LOG_FILE, cell_dir
-from segbench.storage import atomic_write_json
 
 LOCAL = "local"
 

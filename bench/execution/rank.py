@@ -18,9 +18,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from segbench.atomic import atomic_write_json
 from segbench.execution.events import emit
 from segbench.execution.launch import PARTS_FILE, die_with_parent
-from segbench.storage import atomic_write_json
 
 # Messages of errors that a rank raises because another rank went away (a closed connection, a collective that
 # timed out), in gloo's and NCCL's words; torch.distributed.DistError covers the rest in recent versions.

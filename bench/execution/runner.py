@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from segbench.atomic import atomic_write_text
 from segbench.devices import resolve_device
 from segbench.errors import ConfigError
 from segbench.execution.estimate import print_expected_time
@@ -33,7 +34,6 @@ from segbench.records.store import (
     read_record,
     write_record,
 )
-from segbench.storage import atomic_write_text
 
 TICK_S = 1.0  # how often the progress view is ticked while cells run
 

@@ -141,9 +141,9 @@ class TensorBoardView:
         self.display.begin(total)
 
     def started(self, cell: Any) -> None:
+        from segbench.atomic import atomic_write_json
         from segbench.datasets import dataset_info, parse_dataset_params
         from segbench.records.paths import TENSORBOARD_FILE, cell_dir
-        from segbench.storage import atomic_write_json
 
         self.display.started(cell)
         info = dataset_info(cell.dataset.name, parse_dataset_params(cell.dataset.name, cell.dataset.params))

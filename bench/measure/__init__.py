@@ -5,11 +5,11 @@ batch 1, GFLOPs derived as 2 x GMACs (macs.py); latency in eval mode under `torc
 timed iterations, synchronised on CUDA, reported as a distribution, with a fixed reference workload timed in the same
 process giving `latency_ratio`, the number regression gates compare across machines (latency.py); peak memory per
 phase (one training step, one inference batch), from the CUDA allocator or, on the CPU, from the resident set of a
-fresh process (memory.py, which starts probe.py). cell.py puts them together.
+fresh process (memory.py, which starts probe.py). cost.py puts them together.
 Raw numbers only: integers for parameters and MACs, bytes for memory, milliseconds where the key says `_ms`.
 """
 
-from segbench.measure.cell import cell_cost, measure_model
+from segbench.measure.cost import cell_cost, measure_model
 from segbench.measure.latency import REFERENCE_WORKLOAD, latency_stats, measure_latency
 from segbench.measure.macs import count_macs, torchinfo_estimate
 from segbench.measure.memory import cuda_peak_memory, measure_memory

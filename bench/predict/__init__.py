@@ -1,11 +1,11 @@
 """`segbench predict`: a trained cell on your own images, folders of images and videos.
 
-inputs.py reads images, folders and videos; cell.py rebuilds a cell's model from its folder; outputs.py writes label
-PNGs, overlays and the overlay video; timing.py holds the per-frame timing split; runner.py joins them.
+inputs.py reads images, folders and videos; trained.py rebuilds a cell's model from its folder; outputs.py writes label
+PNGs, overlays and the overlay video; timing.py holds the per-frame timing split; prediction.py joins them.
 """
 
-from segbench.predict.cell import TrainedCell, load_trained_cell, read_cell_record
-from segbench.predict.runner import MANIFEST_FILE, Prediction, predict
+from segbench.predict.prediction import MANIFEST_FILE, Prediction, predict
+from segbench.predict.trained import TrainedCell, load_trained_cell, read_cell_record
 
 __all__ = ["MANIFEST_FILE", "Prediction", "TrainedCell", "load_trained_cell", "predict",
            "read_cell_record"]

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from segbench import BENCH_SEMANTICS_VERSION, __version__
+from segbench.atomic import atomic_write_json
 from segbench.errors import SegbenchError
 from segbench.records.paths import RECORD_FILE, cell_dir, cells_dir
-from segbench.storage import atomic_write_json
 
 RECORD_SCHEMA_VERSION = 1
 

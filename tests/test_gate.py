@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from segbench.analysis.compare import Check, compare_summaries, parse_check
+from segbench.analysis.gate import Check, compare_summaries, parse_check
 from segbench.analysis.summary import load_summary, summarize
 from segbench.cli import app
 from segbench.errors import ConfigError

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from segbench.analysis.comparisons import (
+from segbench.analysis.effects import (
     COLUMNS,
     METHOD_PARAGRAPH,
     conditional_effects,

@@ -16,8 +16,8 @@ import yaml
 from scipy import stats
 from typer.testing import CliRunner
 
-from segbench.analysis.comparison_section import grid_axis_order
-from segbench.analysis.comparisons import COLUMNS, METHOD_PARAGRAPH, pairs_paragraph, verdict_rule
+from segbench.analysis.effects import COLUMNS, METHOD_PARAGRAPH, pairs_paragraph, verdict_rule
+from segbench.analysis.effects_section import grid_axis_order
 from segbench.cli import app
 from segbench.records.paths import grids_dir
 from segbench.records.store import STATUS_OK, new_record, write_record

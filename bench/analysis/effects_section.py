@@ -18,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from segbench.analysis import tables
-from segbench.analysis.comparisons import (
+from segbench.analysis.effects import (
     CELL_KEY,
     COLUMNS,
     DEFAULT_ALPHA,

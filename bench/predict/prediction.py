@@ -30,14 +30,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from segbench.atomic import atomic_write_json
 from segbench.devices import resolve_device, synchronize
 from segbench.errors import ConfigError
-from segbench.predict.cell import TrainedCell, load_trained_cell, trained_record
 from segbench.predict.inputs import Frame, InputPlan, plan_input, read_frames
 from segbench.predict.outputs import Overlay, VideoWriter, encode_labels, label_value_table, resize_to, write_png
 from segbench.predict.timing import FrameTimes, TimingSplit
+from segbench.predict.trained import TrainedCell, load_trained_cell, trained_record
 from segbench.records.store import now_iso
-from segbench.storage import atomic_write_json
 
 LABELS_DIR = "labels"
 OVERLAYS_DIR = "overlays"
