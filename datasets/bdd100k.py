@@ -17,7 +17,7 @@ from pydantic import Field
 
 from segbench.datasets.base import DatasetInfo, DatasetParams, PairDataset
 from segbench.datasets.labels import IGNORE_INDEX, TRAIN_CLASSES, TRAIN_PALETTE, LabelMapping, train_id_identity
-from segbench.datasets.pairs import Scan, list_folder, match_by_key
+from segbench.datasets.pairs import Scan, list_folder, match_by_key, wanted_files
 from segbench.datasets.registry import DATASETS
 from segbench.errors import DatasetError
 
@@ -73,13 +73,8 @@ class BDD100K(PairDataset):
                 f"{', '.join(found) or 'none'}); expected {image_dir}/<name>.jpg ({self.FIX_HINT})."
             )
         scan = Scan(image_dir, f"{image_dir}/<name>.jpg with masks {mask_dir}/<name>.png")
-        image_files, _, broken = list_folder(image_dir)
-        mask_files, _, mask_broken = list_folder(mask_dir)
-        scan.broken += broken + mask_broken
-        images = [p for p in image_files if p.suffix.lower() in (".jpg", ".jpeg")]
-        masks = [p for p in mask_files if p.suffix.lower() == ".png"]
-        scan.stray += [(p, "not a .jpg image") for p in image_files if p not in images]
-        scan.stray += [(p, "not a .png mask") for p in mask_files if p not in masks]
+        images = wanted_files(scan, image_dir, lambda p: p.suffix.lower() in (".jpg", ".jpeg"), "not a .jpg image")
+        masks = wanted_files(scan, mask_dir, lambda p: p.suffix.lower() == ".png", "not a .png mask")
         match_by_key(
             scan,
             images,

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from segbench.datasets.base import DatasetInfo, DatasetParams, PairDataset
 from segbench.datasets.labels import IGNORE_INDEX, LabelMapping
-from segbench.datasets.pairs import Scan, list_folder, match_by_key
+from segbench.datasets.pairs import Scan, list_folder, match_by_key, wanted_files
 from segbench.datasets.registry import DATASETS
 from segbench.errors import DatasetError
 
@@ -75,13 +75,8 @@ class CamVid(PairDataset):
                 f"({self.FIX_HINT})."
             )
         scan = Scan(image_dir, f"{image_dir}/<name>.png with annotations {label_dir}/<name>.png")
-        image_files, _, broken = list_folder(image_dir)
-        label_files, _, label_broken = list_folder(label_dir)
-        scan.broken += broken + label_broken
-        images = [p for p in image_files if p.suffix.lower() == ".png"]
-        labels = [p for p in label_files if p.suffix.lower() == ".png"]
-        scan.stray += [(p, "not a .png image") for p in image_files if p not in images]
-        scan.stray += [(p, "not a .png annotation") for p in label_files if p not in labels]
+        images = wanted_files(scan, image_dir, lambda p: p.suffix.lower() == ".png", "not a .png image")
+        labels = wanted_files(scan, label_dir, lambda p: p.suffix.lower() == ".png", "not a .png annotation")
         match_by_key(
             scan,
             images,

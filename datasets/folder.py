@@ -14,7 +14,15 @@ from typing import ClassVar
 from pydantic import Field
 
 from segbench.datasets.base import ClassFileDataset, DatasetParams
-from segbench.datasets.pairs import MASK_EXTENSIONS, Scan, is_image, list_folder, match_by_key, split_names
+from segbench.datasets.pairs import (
+    MASK_EXTENSIONS,
+    Scan,
+    is_image,
+    list_folder,
+    match_by_key,
+    split_names,
+    wanted_files,
+)
 from segbench.datasets.registry import DATASETS
 from segbench.errors import DatasetError
 
@@ -74,14 +82,15 @@ class FolderDataset(ClassFileDataset):
                 f"{image_root}/ and {mask_root}/ folders with the val_fraction option."
             )
         scan = Scan(image_dir, f"{image_dir}/<name>.png|jpg and {mask_dir}/<name>{suffix}.png")
-        image_files, _, broken = list_folder(image_dir)
-        mask_files, _, mask_broken = list_folder(mask_dir)
-        scan.broken += broken + mask_broken
-        images = [p for p in image_files if is_image(p) and (keep is None or p.stem in keep)]
-        scan.stray += [(p, "not an image file") for p in image_files if not is_image(p)]
-        masks = [p for p in mask_files if p.suffix.lower() in MASK_EXTENSIONS and p.stem.endswith(suffix)]
-        scan.stray += [(p, f"not a <name>{suffix}.png mask") for p in mask_files if p not in masks]
+        images = wanted_files(scan, image_dir, is_image, "not an image file")
+        masks = wanted_files(
+            scan,
+            mask_dir,
+            lambda p: p.suffix.lower() in MASK_EXTENSIONS and p.stem.endswith(suffix),
+            f"not a <name>{suffix}.png mask",
+        )
         if keep is not None:
+            images = [p for p in images if p.stem in keep]
             masks = [p for p in masks if p.stem[: len(p.stem) - len(suffix)] in keep]
         match_by_key(
             scan,

@@ -24,7 +24,7 @@ from segbench.datasets.cityscapes import (
     label_id_prediction_mapping,
 )
 from segbench.datasets.labels import LabelMapping, compose, id_to_train_id
-from segbench.datasets.pairs import Scan, list_folder, match_by_key, split_names
+from segbench.datasets.pairs import Scan, match_by_key, split_names, wanted_files
 from segbench.datasets.registry import DATASETS
 from segbench.errors import DatasetError
 
@@ -85,13 +85,8 @@ class Kitti(PairDataset):
                 f"{image_dir}/<name>.png ({self.FIX_HINT})."
             )
         scan = Scan(image_dir, f"{image_dir}/<name>.png with labels {label_dir}/<name>.png")
-        image_files, _, broken = list_folder(image_dir)
-        label_files, _, label_broken = list_folder(label_dir)
-        scan.broken += broken + label_broken
-        images = [p for p in image_files if p.suffix == ".png"]
-        labels = [p for p in label_files if p.suffix == ".png"]
-        scan.stray += [(p, "not a .png image") for p in image_files if p not in images]
-        scan.stray += [(p, "not a .png label") for p in label_files if p not in labels]
+        images = wanted_files(scan, image_dir, lambda p: p.suffix == ".png", "not a .png image")
+        labels = wanted_files(scan, label_dir, lambda p: p.suffix == ".png", "not a .png label")
         stems = [p.stem for p in images]
         unknown = sorted(set(self.params.val_images or ()) - set(stems))
         if unknown:

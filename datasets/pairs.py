@@ -77,6 +77,16 @@ def list_folder(folder: Path) -> tuple[list[Path], list[Path], list[tuple[Path, 
     return files, folders, broken
 
 
+def wanted_files(scan: Scan, folder: Path, wanted: Callable[[Path], bool], unwanted_reason: str) -> list[Path]:
+    """The files of `folder` that `wanted` accepts, sorted by name; the scan records the folder's broken entries,
+    and the files `wanted` refuses as stray with `unwanted_reason` (e.g. "not a .png mask")."""
+    files, _, broken = list_folder(folder)
+    scan.broken += broken
+    kept = [path for path in files if wanted(path)]
+    scan.stray += [(path, unwanted_reason) for path in files if not wanted(path)]
+    return kept
+
+
 def match_by_key(
     scan: Scan,
     images: list[Path],
