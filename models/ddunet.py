@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from segbench.models.blocks import DoubleConvReLUBN, LibraryEncoderDecoder, check_divisible, encode_levels
-from segbench.models.registry import ModelEntry, multiple_reason, native_only, native_or_library_entry, register_model
+from segbench.models.registry import native_entry, native_or_library_entry, register_model
 
 STUDY_SIZE = 256
 ENCODER_DILATIONS = (1, 1, 3, 3)  # levels 64, 128, 256, 512
@@ -149,13 +149,13 @@ register_model(
     )
 )
 register_model(
-    ModelEntry(
+    native_entry(
         name="ddunet-same",
-        build=lambda encoder, classes, in_channels: DDUNetSame(in_channels=in_channels, classes=classes),
         description="DDU-Net general form: study C's layers and dilations with same padding, any multiple of 8 "
         "(encoder 'native' only)",
-        pad_multiple=8,
-        check_encoder=native_only("ddunet-same", "ddunet (the dilated decoder on that encoder)"),
-        check_size=lambda height, width: multiple_reason("ddunet-same", 8, height, width, "it max-pools 3 times"),
+        native=DDUNetSame,
+        multiple=8,
+        multiple_why="it max-pools 3 times",
+        alternative="ddunet (the dilated decoder on that encoder)",
     )
 )

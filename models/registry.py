@@ -85,6 +85,29 @@ def native_only(model: str, alternative: str) -> Callable[[str], str | None]:
     return check
 
 
+def native_entry(
+    name: str,
+    description: str,
+    native: Callable[[int, int], nn.Module],
+    multiple: int,
+    multiple_why: str,
+    alternative: str,
+) -> ModelEntry:
+    """The entry of a from-scratch study network that takes only encoder 'native' and input sides that are
+    multiples of `multiple` (why: `multiple_why`, e.g. "it max-pools 4 times").
+
+    native: `(in_channels, classes) -> network`; alternative: what to use instead with a library encoder.
+    """
+    return ModelEntry(
+        name=name,
+        build=lambda encoder, classes, in_channels: native(in_channels, classes),
+        description=description,
+        pad_multiple=multiple,
+        check_encoder=native_only(name, alternative),
+        check_size=lambda height, width: multiple_reason(name, multiple, height, width, multiple_why),
+    )
+
+
 def native_or_library_entry(
     name: str,
     description: str,

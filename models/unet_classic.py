@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segbench.models.blocks import DoubleConvReLUBN, check_divisible, encode_levels
-from segbench.models.registry import ModelEntry, multiple_reason, native_only, register_model
+from segbench.models.registry import native_entry, register_model
 
 WIDTHS = (64, 128, 256, 512, 1024)
 
@@ -47,13 +47,13 @@ class ClassicUNet(nn.Module):
 
 
 register_model(
-    ModelEntry(
+    native_entry(
         name="unet-classic",
-        build=lambda encoder, classes, in_channels: ClassicUNet(in_channels=in_channels, classes=classes),
         description="Study C's plain U-Net from scratch (64..1024, conv-ReLU-BN, bilinear up, 31.4 M); "
         "encoder 'native' only",
-        pad_multiple=16,
-        check_encoder=native_only("unet-classic", "unet (segmentation-models-pytorch's U-Net on that encoder)"),
-        check_size=lambda height, width: multiple_reason("unet-classic", 16, height, width, "it max-pools 4 times"),
+        native=ClassicUNet,
+        multiple=16,
+        multiple_why="it max-pools 4 times",
+        alternative="unet (segmentation-models-pytorch's U-Net on that encoder)",
     )
 )
