@@ -2,6 +2,10 @@
 
 Importing this package registers every built-in dataset (`cityscapes`, `synthetic`, `bdd100k`, `kitti`, `camvid`,
 `odgt`, `folder`).
+
+Must not import `models` or any later stage (`metrics`, `grid`, `devices`, `optim`, `records`, `measure`, `cell`,
+`execution`, `analysis`, `predict`, `cli`) (docs/architecture.md, "What a stage may import";
+tests/test_import_rules.py).
 """
 
 from segbench.datasets import bdd100k, camvid, cityscapes, folder, kitti, odgt, synthetic  # noqa: F401  (registers them)

@@ -1,4 +1,10 @@
-"""The `segbench` command: one module per command, joined here."""
+"""The `segbench` command: one module per command (`<name>_cmd.py`), joined here. Each command parses its options,
+calls a plain function of an earlier stage and prints; known errors become one line on stderr and exit code 2
+(common.py).
+
+The last stage: it may import every other stage, and only `segbench.__main__` imports it (docs/architecture.md, "What a
+stage may import"; tests/test_import_rules.py).
+"""
 
 from __future__ import annotations
 

@@ -7,6 +7,9 @@ process giving `latency_ratio`, the number regression gates compare across machi
 phase (one training step, one inference batch), from the CUDA allocator or, on the CPU, from the resident set of a
 fresh process (memory.py, which starts probe.py). cost.py puts them together.
 Raw numbers only: integers for parameters and MACs, bytes for memory, milliseconds where the key says `_ms`.
+
+Must not import the later stages `cell`, `execution`, `analysis`, `predict` and `cli` (docs/architecture.md, "What a
+stage may import"; tests/test_import_rules.py).
 """
 
 from segbench.measure.cost import cell_cost, measure_model

@@ -2,6 +2,9 @@
 
 inputs.py reads images, folders and videos; trained.py rebuilds a cell's model from its folder; outputs.py writes label
 PNGs, overlays and the overlay video; timing.py holds the per-frame timing split; prediction.py joins them.
+
+Must not import `cli`, the only later stage (docs/architecture.md, "What a stage may import";
+tests/test_import_rules.py).
 """
 
 from segbench.predict.prediction import MANIFEST_FILE, Prediction, predict
