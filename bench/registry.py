@@ -35,7 +35,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
-        """Decorator: `@MODELS.register("unet")`."""
+        """Decorator: `@DATASETS.register("cityscapes")` (models go through `register_model(ModelEntry(...))`)."""
 
         def add(obj: T) -> T:
             if name in self._entries:

@@ -1,11 +1,12 @@
-"""One synthetic street scene: `render_scene(rng, height, width) -> (uint8 RGB [H, W, 3], uint8 label ids [H, W])`.
+"""A synthetic street's setting: the street seen from a car, its frontages, sky, ground, shadows and the ego bonnet.
 
-A straight street seen from a car: sky, a road vanishing at a horizon of varying height, parking strips, sidewalks,
-verges, frontages of buildings, walls, fences and trees on both sides, and traffic (cars, trucks, buses, cyclists,
-pedestrians, poles with lamps, signs and traffic lights) placed at depths and drawn from far to near, so nearer
-things occlude farther ones and shrink with distance. Lighting (shadows, exposure, contrast, colour temperature),
-blur and sensor noise vary per image. Labels are Cityscapes label *ids* (road = 7), some of them void (ego vehicle,
-static clutter, parking), exactly as the real dataset stores them.
+`Street` samples a straight road and, on each side, its parking strip, lawn, sidewalk and verge, and whether a cross
+street closes the view; `Frontage` samples what lines each side (houses, greenery, low walls and fences, gaps), painted
+by `frontage_shader`. `draw_sky`, `draw_ground`, `draw_building_shadows`, `vehicle_shadow` and `draw_ego_vehicle` paint
+onto a canvas. Labels are Cityscapes label *ids* (road = 7), some of them void (ego vehicle, parking), exactly as the
+real dataset stores them.
+
+layout.py places the frontages, traffic and street furniture and renders a whole image from these parts.
 """
 
 from __future__ import annotations
