@@ -1,15 +1,18 @@
 """Train, evaluate and measure one cell, and assemble the parts of its record.
 
-The stages live beside this module: data.py (datasets, loaders), loop.py (one training epoch), state.py (the
-resumable state saved after every epoch), evaluate.py (confusion matrix over a split), examples.py (saved example
-predictions); cost measurement is segbench.measure.
+train_and_evaluate runs three steps: set_up_training (training_setup.py: device settings, data, model, optimizer,
+resumable state), run_epochs (training, periodic evaluation, selection, the state saved after every epoch) and
+record_parts. The stages live beside this module: data.py (datasets, loaders), loop.py (one training epoch), state.py
+(the resumable state), evaluate.py (confusion matrix over a split), examples.py (saved example predictions); cost
+measurement is segbench.measure.
 """
 
 from __future__ import annotations
 
 import io
-import math
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,35 +22,36 @@ from torch.utils.data import DistributedSampler
 
 from segbench import faults
 from segbench.atomic import atomic_torch_save, atomic_write_bytes
-from segbench.cell.data import (
-    dataset_info,
-    loader_settings,
-    make_datasets,
-    make_loaders,
-    make_selection_set,
-    train_class_counts,
-)
+from segbench.cell.data import loader_settings
 from segbench.cell.distributed import SINGLE, Dist
 from segbench.cell.evaluate import EvaluationResult, evaluate_model
 from segbench.cell.examples import sample_id, save_examples
-from segbench.cell.loop import CHECK_EVERY, Diverged, Emit, StepSetup, step_setup, train_epoch
-from segbench.cell.selection import RULE_BEST, SelectionRule, offer
-from segbench.cell.state import TrainState, load_train_state, rng_state, save_train_state, seed_everything
-from segbench.devices import AUTOCAST_DTYPES, autocast_context, configure_determinism, resolve_precision
+from segbench.cell.loop import CHECK_EVERY, Diverged, Emit, StepSetup, train_epoch
+from segbench.cell.selection import RULE_BEST, offer
+from segbench.cell.state import TrainState, rng_state, save_train_state
+from segbench.cell.training_setup import TrainingRun, set_up_training
+from segbench.devices import AUTOCAST_DTYPES
 from segbench.env import device_description
-from segbench.errors import ConfigError
 from segbench.grid.cells import Cell
-from segbench.losses import build_loss, class_weights_from_counts
 from segbench.measure import cell_cost, count_macs, count_params
 from segbench.measure.throughput import training_throughput
 from segbench.metrics.bootstrap import bootstrap_miou_interval
-from segbench.optim import lr_factor, make_optimizer
-from segbench.records.paths import CHECKPOINT_FILE, PER_IMAGE_COUNTS_FILE, TRAIN_STATE_FILE
+from segbench.optim import lr_factor
+from segbench.records.paths import CHECKPOINT_FILE, PER_IMAGE_COUNTS_FILE
 
 __all__ = ["Diverged", "train_and_evaluate"]
 
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
+
+
+@dataclass
+class Selected:
+    """What the epochs leave: the reported weights (in the run's model) and their evaluation on the reported split."""
+
+    final: EvaluationResult
+    epoch: int
+    select_miou: float | None  # their score on the selection split (eval.select: best), else None
 
 
 def train_and_evaluate(
@@ -71,126 +75,91 @@ def train_and_evaluate(
     dist: this process's rank in a cell trained by several (distributed.py); only rank 0 writes files and returns
     the parts, the other ranks return None once the final evaluation is done.
     """
-    from segbench.models import MODELS, build_model, incompatibility
-
     started = time.perf_counter()
-    configure_determinism(cell.train.deterministic)  # before the first cuBLAS call of this (fresh) process
-    precision = resolve_precision(cell.train.precision, device)
-    batch_size = batch_size or cell.train.batch_size
-    rank_batch = dist.per_process_batch(batch_size)
-    seed_everything(cell.seed)
-    pad_multiple = MODELS.get(cell.model).pad_multiple
-    train_set, val_set = make_datasets(cell, pad_multiple, cache_dir)
-    rule = SelectionRule.of(cell.eval)
-    train_set, select_set = make_selection_set(cell, train_set, pad_multiple, cache_dir)
-    info = dataset_info(val_set)
-    eval_shape = tuple(val_set[0][0].shape[1:])
-    if (reason := incompatibility(cell.model, cell.encoder, eval_shape)) is not None:
-        raise ConfigError(f"{cell.model} cannot evaluate {eval_shape[0]}x{eval_shape[1]} inputs: {reason}; "
-                          "set eval.size in the grid")
-    if len(train_set) < batch_size:  # expansion checks this for the built-in scenes; a dataset on disk is read here
-        raise ConfigError(f"the train split has {len(train_set)} images, fewer than train.batch_size {batch_size}; "
-                          f"set train.batch_size to at most {len(train_set)} or use a larger train split")
+    run = set_up_training(cell, cell_dir, device, cache_dir, batch_size or cell.train.batch_size, dist)
+    selected = run_epochs(cell, run, device, emit, dist)
+    dist.leave()  # the cell's last collective is done
+    if not dist.is_main:
+        return None
+    return record_parts(cell, cell_dir, device, run, selected, dist, started)
 
-    generator = torch.Generator().manual_seed(cell.seed)
-    train_loader, val_loader = make_loaders(cell, train_set, dist.shard(val_set), rank_batch, device, generator,
-                                            dist.train_sampler(train_set, cell.seed))
-    select_loader = None if select_set is None else make_loaders(cell, train_set, dist.shard(select_set),
-                                                                 rank_batch, device, generator)[1]
 
-    class_weights = None
-    if cell.loss.class_weights:
-        weights = class_weights_from_counts(train_class_counts(train_set), cell.loss.class_weights)
-        class_weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
-    criterion = build_loss(cell.loss.name, num_classes=info.num_classes, class_weights=class_weights,
-                           ignore_index=info.ignore_index, gamma=cell.loss.gamma)
-    memory_format = torch.channels_last if cell.train.channels_last else torch.preserve_format
-
-    def new_model() -> torch.nn.Module:
-        return build_model(cell.model, encoder=cell.encoder, classes=info.num_classes,
-                           encoder_weights=cell.encoder_weights).to(device, memory_format=memory_format)
-
-    model = dist.prepare(new_model())
-    dist.seed_rank(cell.seed)
-    optimizer = make_optimizer(cell, model)
-    total_iters = cell.train.iterations or cell.train.epochs * len(train_loader)
-    epochs = math.ceil(total_iters / len(train_loader))
-    autocast = autocast_context(device, AUTOCAST_DTYPES[precision])
-    setup = step_setup(dist.wrap(model), optimizer, autocast, precision=precision, device=device,
-                       channels_last=cell.train.channels_last, compile_mode=cell.train.compile,
-                       cudnn_benchmark=device.type == "cuda" and not cell.train.deterministic,
-                       loss_reduction=dist.loss_reduction())
+def run_epochs(cell: Cell, run: TrainingRun, device: torch.device, emit: Emit, dist: Dist) -> Selected:
+    """Train the remaining epochs, evaluating after every `eval_every` and the last (and offering the weights to the
+    selection rule), saving the resumable state after each; then load and evaluate the reported weights."""
+    data, state, model = run.data, run.state, run.model
 
     def lr_at(iteration: int) -> float:
-        return cell.train.lr * lr_factor(cell.train.schedule, iteration, total_iters, cell.train.poly_power)
+        return cell.train.lr * lr_factor(cell.train.schedule, iteration, run.total_iters, cell.train.poly_power)
 
-    state_path = cell_dir / TRAIN_STATE_FILE
-    state = load_train_state(state_path, cell, batch_size, model, optimizer, generator, dist.rank,
-                             dist.world_size) or TrainState()
-    resumed_from_epoch = state.epoch
-    if setup.scaler is not None and state.grad_scaler is not None:
-        setup.scaler.load_state_dict(state.grad_scaler)
-    emit({"event": "start", "epochs": epochs, "iterations": total_iters, "resumed_from_epoch": resumed_from_epoch})
+    emit({"event": "start", "epochs": run.epochs, "iterations": run.total_iters,
+          "resumed_from_epoch": run.resumed_from_epoch})
     final: EvaluationResult | None = None
-    for epoch in range(state.epoch + 1, epochs + 1):
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
-        row = train_epoch(model, criterion, optimizer, train_loader, device, setup, state, epoch, total_iters,
-                          lr_at, emit)
+    for epoch in range(state.epoch + 1, run.epochs + 1):
+        if isinstance(data.train_loader.sampler, DistributedSampler):
+            data.train_loader.sampler.set_epoch(epoch)
+        row = train_epoch(model, run.criterion, run.optimizer, data.train_loader, device, run.step, state, epoch,
+                          run.total_iters, lr_at, emit)
         per_class_iou = None
-        if epoch % cell.train.eval_every == 0 or epoch == epochs:
-            final = timed_evaluation(state, model, val_loader, info, device, autocast, dist)
+        if epoch % cell.train.eval_every == 0 or epoch == run.epochs:
+            final = timed_evaluation(state, model, data.val_loader, data.info, device, run.autocast, dist)
             row.update(val_miou=final.metrics["miou"], val_pixel_accuracy=final.metrics["pixel_accuracy"],
                        eval_time_s=final.seconds)
             per_class_iou = final.metrics["per_class"]["iou"]
-            if select_loader is not None:
-                chosen = timed_evaluation(state, model, select_loader, info, device, autocast, dist)
+            if data.select_loader is not None:
+                chosen = timed_evaluation(state, model, data.select_loader, data.info, device, run.autocast, dist)
                 row["select_miou"] = chosen.metrics["miou"]
                 state.best = offer(state.best, epoch, chosen.metrics["miou"], model)
         state.history.append(row)
         state.epoch = epoch
-        state.grad_scaler = setup.scaler.state_dict() if setup.scaler is not None else None
-        rank_rngs = dist.gather(rng_state(generator)) if dist.enabled else None
+        state.grad_scaler = run.step.scaler.state_dict() if run.step.scaler is not None else None
+        rank_rngs = dist.gather(rng_state(data.generator)) if dist.enabled else None
         if dist.is_main:
-            save_train_state(state_path, cell, batch_size, state, model, optimizer, generator, rank_rngs)
+            save_train_state(run.state_path, cell, run.batch_size, state, model, run.optimizer, data.generator,
+                             rank_rngs)
         emit({"event": "epoch", **row, "val_per_class_iou": per_class_iou})
         if faults.value("crash_at_epoch") == epoch:
-            import os
-
             dist.barrier()  # every rank ends after rank 0 saved the state
             os._exit(3)
 
     # The reported weights: the final model, or the best on the selection split (never on the reported split).
-    selected_epoch, select_miou = epochs, None
-    if rule.rule == RULE_BEST and state.best is not None:
+    selected_epoch, select_miou = run.epochs, None
+    if run.rule.rule == RULE_BEST and state.best is not None:
         selected_epoch, select_miou = state.best["epoch"], state.best["select_miou"]
-        if selected_epoch != epochs:
+        if selected_epoch != run.epochs:
             model.load_state_dict(state.best["model"])
             final = None
     if final is None:  # the selected weights were not evaluated last (or the run resumed after its last epoch)
-        final = timed_evaluation(state, model, val_loader, info, device, autocast, dist)
-    dist.leave()  # the cell's last collective is done
-    if not dist.is_main:
-        return None
+        final = timed_evaluation(state, model, data.val_loader, data.info, device, run.autocast, dist)
+    return Selected(final=final, epoch=selected_epoch, select_miou=select_miou)
+
+
+def record_parts(cell: Cell, cell_dir: Path, device: torch.device, run: TrainingRun, selected: Selected, dist: Dist,
+                 started: float) -> dict[str, Any]:
+    """Rank 0's record parts (see train_and_evaluate), after writing the selected weights, the per-image counts and
+    the examples in `cell_dir`, measuring the cost and removing the resumable state; `started`: perf_counter time
+    at the start of the cell."""
+    data, state, step, final, model = run.data, run.state, run.step, selected.final, run.model
     if dist.enabled:  # rank 0 goes on alone: examples and cost with the cell's threads, on a plain copy of the
         dist.take_cell_threads()  # model (no DDP hooks, no SyncBatchNorm, which needs every rank)
-        model = copy_weights(model, new_model())
+        model = copy_weights(model, run.new_model())
     atomic_torch_save(cell_dir / CHECKPOINT_FILE, model.state_dict())
-    per_image = [{**row, "sample_id": sample_id(val_set, row["index"])} for row in final.per_image]
+    per_image = [{**row, "sample_id": sample_id(data.val_set, row["index"])} for row in final.per_image]
     counts = save_per_image_counts(cell_dir, final, [row["sample_id"] for row in per_image])
-    examples = save_examples(model, val_set, per_image, cell_dir, device, autocast)
-    cost = (cell_cost(model, cell, (3, *eval_shape), device, train_batch_size=rank_batch) if cell.measure.enabled
-            else {"params": count_params(model)})
-    state_path.unlink(missing_ok=True)
+    examples = save_examples(model, data.val_set, per_image, cell_dir, device, run.autocast)
+    cost = (cell_cost(model, cell, (3, *data.eval_shape), device, train_batch_size=run.rank_batch)
+            if cell.measure.enabled else {"params": count_params(model)})
+    run.state_path.unlink(missing_ok=True)
     median_step = float(np.median(state.step_times)) if state.step_times else None
-    images_per_s = batch_size / median_step if median_step else None
+    images_per_s = run.batch_size / median_step if median_step else None
     throughput = training_throughput(crop_macs(model, cell, cost), images_per_s, cell.train.crop,
-                                     device_description(device), precision)
+                                     device_description(device), run.precision)
+    info = data.info
     return {
         "dataset": {"name": cell.dataset.name, "classes": list(info.classes), "ignore_index": info.ignore_index,
                     "palette": [list(colour) for colour in info.palette],
-                    "num_train": len(train_set), "num_val": len(val_set),
-                    "num_select": None if select_set is None else len(select_set)},
+                    "num_train": len(data.train_set), "num_val": len(data.val_set),
+                    "num_select": None if data.select_set is None else len(data.select_set)},
         "metrics": final.metrics,
         "intervals": {"miou": miou_interval(final)},
         "confusion_matrix": final.matrix.tolist(),
@@ -198,12 +167,12 @@ def train_and_evaluate(
         "per_image_counts": counts,
         "examples": examples,
         "history": state.history,
-        "selection": rule.record(state.history, selected_epoch, select_miou),
+        "selection": run.rule.record(state.history, selected.epoch, selected.select_miou),
         "checkpoint": CHECKPOINT_FILE,
-        "train_batch_size": batch_size,
-        "distributed": dist.describe(batch_size),
+        "train_batch_size": run.batch_size,
+        "distributed": dist.describe(run.batch_size),
         "cost": cost,
-        "precision": precision_record(cell, precision, setup, state),
+        "precision": precision_record(cell, run.precision, step, state),
         "throughput": throughput,
         "timing": {
             "wall_time_s": time.perf_counter() - started,
@@ -214,13 +183,13 @@ def train_and_evaluate(
             "step_time_method": f"median over windows of {CHECK_EVERY} steps (each timed between two reads of the "
                                 "loss, which wait for the device) of their mean step time; the first steps of the "
                                 "process are timed apart",
-            "first_steps": setup.warmup_steps,
-            "first_steps_s": setup.warmup_seconds,
-            "compile_time_s": compile_seconds(setup, median_step) if cell.train.compile else None,
+            "first_steps": step.warmup_steps,
+            "first_steps_s": step.warmup_seconds,
+            "compile_time_s": compile_seconds(step, median_step) if cell.train.compile else None,
             "data_loader": loader_settings(cell, device),
             "iterations": state.iteration,
-            "epochs": epochs,
-            "resumed_from_epoch": resumed_from_epoch,
+            "epochs": run.epochs,
+            "resumed_from_epoch": run.resumed_from_epoch,
         },
     }
 
