@@ -40,6 +40,8 @@ def _json_default(value: Any) -> Any:
         return value.tolist()
     if isinstance(value, Path):
         return str(value)
+    if hasattr(value, "to_json"):  # a typed record part (segbench.records.schema), as it is stored
+        return _nan_to_none(value.to_json())
     raise TypeError(f"cannot store {type(value).__name__} in a record")
 
 

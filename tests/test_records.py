@@ -20,6 +20,7 @@ from segbench.records.rows import (
     rows_frame,
     time_to_accuracy,
 )
+from segbench.records.schema import Epoch, LossRef, Record
 from segbench.records.store import (
     RECORD_SCHEMA_VERSION,
     STATUS_FAILED,
@@ -42,7 +43,7 @@ def cell(model: str = "unet", seed: int = 0, config_hash: str = "abc1234567") ->
     return SimpleNamespace(id=f"{slug}-{config_hash}", slug=slug, config_hash=config_hash, resolved=lambda: config)
 
 
-def ok_record(model: str = "unet", seed: int = 0, miou: float = 0.5, **parts) -> dict:
+def ok_record(model: str = "unet", seed: int = 0, miou: float = 0.5, **parts) -> Record:
     metrics = {"miou": miou, "pixel_accuracy": 0.8, "mdice": math.nan, "per_class": {"specificity": [0.9, None, 0.7]}}
     return new_record(cell(model, seed), STATUS_OK, metrics=metrics, **parts)
 
@@ -50,13 +51,17 @@ def ok_record(model: str = "unet", seed: int = 0, miou: float = 0.5, **parts) ->
 def test_a_written_record_reads_back_where_paths_say(tmp_path: Path):
     record = ok_record()
     path = write_record(tmp_path, record)
-    assert path == cells_dir(tmp_path) / record["cell_id"] / RECORD_FILE == cell_dir(tmp_path, record["cell_id"]) / \
+    assert path == cells_dir(tmp_path) / record.cell_id / RECORD_FILE == cell_dir(tmp_path, record.cell_id) / \
         RECORD_FILE
     back = read_record(path)
-    assert back["cell_id"] == "unet__resnet18__ce__synthetic__s0-abc1234567" and back["status"] == STATUS_OK
-    assert back["schema_version"] == RECORD_SCHEMA_VERSION and back["semantics_version"] == BENCH_SEMANTICS_VERSION
-    assert back["config"]["train"] == {"epochs": 2} and back["error"] is None
-    assert back["metrics"]["miou"] == 0.5
+    assert isinstance(back, Record)  # NaN is stored as null:
+    assert back.to_json() == {**record.to_json(), "metrics": {**record.metrics.to_json(), "mdice": None}}
+    assert back.cell_id == "unet__resnet18__ce__synthetic__s0-abc1234567" and back.status == STATUS_OK
+    assert back.schema_version == RECORD_SCHEMA_VERSION and back.semantics_version == BENCH_SEMANTICS_VERSION
+    assert back.config.train.to_json() == {"epochs": 2} and back.error is None
+    assert back.metrics.miou == 0.5
+    # the file holds exactly what was given, nothing the models default
+    assert json.loads(path.read_text())["config"]["train"] == {"epochs": 2}
 
 
 def test_damaged_and_foreign_records_are_errors_naming_the_file(tmp_path: Path):
@@ -66,12 +71,16 @@ def test_damaged_and_foreign_records_are_errors_naming_the_file(tmp_path: Path):
         read_record(damaged)
     foreign = tmp_path / "foreign.json"
     foreign.write_text(json.dumps({"schema_version": 99}))
-    with pytest.raises(SegbenchError, match=r"foreign\.json has schema version 99, this segbench reads version 1"):
+    with pytest.raises(SegbenchError, match=r"foreign\.json has a bad field cell_id \(Field required\); delete its "):
         read_record(foreign)
     listed = tmp_path / "list.json"
     listed.write_text("[1, 2]")
-    with pytest.raises(SegbenchError, match="schema version None"):
+    with pytest.raises(SegbenchError, match=r"list\.json is not a segbench record \(it has no schema_version\)"):
         read_record(listed)
+    wrong_type = tmp_path / "wrong.json"
+    wrong_type.write_text(json.dumps({**ok_record().to_json(), "metrics": {"miou": "high"}}))
+    with pytest.raises(SegbenchError, match=r"wrong\.json has a bad field metrics\.miou \(Input should be a valid "):
+        read_record(wrong_type)
 
 
 def test_load_records_keeps_the_readable_and_reports_the_rest(tmp_path: Path):
@@ -82,7 +91,7 @@ def test_load_records_keeps_the_readable_and_reports_the_rest(tmp_path: Path):
     broken.parent.mkdir(parents=True)
     broken.write_text("not json")
     loaded = load_records(tmp_path)
-    assert [r["slug"] for r in loaded.records] == ["fpn__resnet18__ce__synthetic__s0",
+    assert [r.slug for r in loaded.records] == ["fpn__resnet18__ce__synthetic__s0",
                                                    "unet__resnet18__ce__synthetic__s0"]  # sorted by folder
     assert len(loaded.unreadable) == 1 and "broken" in loaded.unreadable[0]
 
@@ -133,7 +142,7 @@ def test_a_failed_record_has_a_row_of_nothing_measured():
     row = record_row(record)
     assert row["status"] == "failed" and row["error"] == "oom"
     assert row["miou"] is None and row["params"] is None and row["macro_specificity"] is None
-    assert record_row({})["label"] == "None/None/None/sNone"  # even an empty record has every column
+    assert tuple(record_row(record)) == ROW_COLUMNS  # even a record of nothing measured has every column
 
 
 def test_group_key_ignores_only_the_seed():
@@ -141,7 +150,7 @@ def test_group_key_ignores_only_the_seed():
     assert len({group_key(record) for record in seeds}) == 1
     assert group_key(seeds[0]).startswith("unet__resnet18__ce__synthetic#")
     other = ok_record()
-    other["config"] = {**other["config"], "train": {"epochs": 3}}
+    other.config.train.epochs = 3
     assert group_key(other) != group_key(seeds[0])
     assert record_row(seeds[2])["group"] == group_key(seeds[0])
 
@@ -160,9 +169,10 @@ def test_time_to_accuracy_is_the_first_evaluation_at_90_percent_of_the_final_one
                {"epoch": 3, "iterations": 30, "epoch_time_s": 4.0, "val_miou": 0.62},  # best, not last
                {"epoch": 4, "iterations": 40, "epoch_time_s": 5.0, "val_miou": 0.55},
                {"epoch": 5, "iterations": 50, "epoch_time_s": 6.0, "val_miou": 0.60}]
-    assert time_to_accuracy(history) == (9.0, 30)  # 0.62 >= 0.9 x 0.60 at epoch 3: 2 + 3 + 4 s of training
-    assert time_to_accuracy(history, fraction=0.5) == (2.0, 10)
-    assert time_to_accuracy([{"epoch": 1, "iterations": 10, "epoch_time_s": 2.0}]) == (None, None)
+    epochs = [Epoch.model_validate(row) for row in history]
+    assert time_to_accuracy(epochs) == (9.0, 30)  # 0.62 >= 0.9 x 0.60 at epoch 3: 2 + 3 + 4 s of training
+    assert time_to_accuracy(epochs, fraction=0.5) == (2.0, 10)
+    assert time_to_accuracy([Epoch(epoch=1, iterations=10, epoch_time_s=2.0)]) == (None, None)
     row = record_row(ok_record(history=history))
     assert (row["time_to_90pct_s"], row["iterations_to_90pct"]) == (9.0, 30)
     assert record_row(ok_record())["time_to_90pct_s"] is None
@@ -177,9 +187,9 @@ def test_rows_carry_the_miou_interval_where_the_record_has_one():
 
 def test_the_loss_is_named_as_in_the_slug():
     record = ok_record()
-    record["slug"] = "unet__resnet18__focal-g1__synthetic__s0"
-    record["config"] = {**record["config"], "loss": {"name": "focal", "gamma": 1.0, "id": None}}
+    record.slug = "unet__resnet18__focal-g1__synthetic__s0"
+    record.config.loss = LossRef(name="focal", gamma=1.0)
     row = record_row(record)
     assert row["loss"] == "focal-g1" and row["label"] == "unet/resnet18/focal-g1/s0"
-    assert configuration_slug(record["slug"]) == "unet__resnet18__focal-g1__synthetic"
+    assert configuration_slug(record.slug) == "unet__resnet18__focal-g1__synthetic"
     assert record_row(ok_record())["loss"] == "ce"

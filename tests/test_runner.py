@@ -138,7 +138,7 @@ def test_a_worker_that_ends_without_a_record_gets_one_from_the_runner(tmp_path: 
     killed = by_slug["fpn__resnet18__ce__synthetic__s0"]
     assert killed["status"] == "failed" and killed["error"]["kind"] == "killed"
     assert "signal 9" in killed["error"]["message"] and killed["error"]["log_tail"] == "last lines of the log"
-    assert killed["execution"] == {"executor": "fake", "threads": 1, "host": "testhost", "gpu_ids": None}
+    assert killed.execution.to_json() == {"executor": "fake", "threads": 1, "host": "testhost", "gpu_ids": None}
     lost = by_slug["fpn__resnet18__focal__synthetic__s0"]
     assert lost["error"]["kind"] == "worker_lost" and "code 3" in lost["error"]["message"]
     assert summary.count("ok") == 2 and summary.exit_code == 1

@@ -54,8 +54,9 @@ def distributed_plan(task: dict[str, Any], cell: Any) -> dict[str, Any]:
     ranks' own replaces it when the cell finishes); a ConfigError when this host cannot run it."""
     import torch
 
-    from segbench.cell.distributed import Dist, rank_threads, resolve_sync_bn
+    from segbench.cell.distributed import Dist, rank_threads
     from segbench.errors import ConfigError
+    from segbench.grid.schema import resolve_sync_bn
 
     world_size = cell.train.world_size
     backend = "nccl" if task["device"] == "cuda" else "gloo"
@@ -116,9 +117,9 @@ def run_task(task: dict[str, Any]) -> int:
         _ignore_interrupts()
         record = new_record(cell, STATUS_FAILED, **base, error=failure_error(exc))
         code = 1
-    record["finished_at"] = now_iso()
+    record.finished_at = now_iso()
     write_record(results, record)
-    emit({"event": "done", "status": record["status"]})
+    emit({"event": "done", "status": record.status})
     return code
 
 
