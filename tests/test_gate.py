@@ -65,8 +65,8 @@ def test_check_directions_and_thresholds():
 def test_a_wider_model_and_a_worse_metric_fail_the_gate_with_messages(widths):
     narrow, wide = widths
     assert wide["params"]["total"] > narrow["params"]["total"] and wide["macs"]["macs"] > narrow["macs"]["macs"]
-    base = summarize([record(cost=narrow, miou=0.50)])
-    current = summarize([record(cost=wide, miou=0.45)])
+    base = summarize([record(cost_parts=narrow, miou=0.50)])
+    current = summarize([record(cost_parts=wide, miou=0.45)])
     checks = [parse_check(s) for s in ("miou:-0.02", "params:+0%", "gmacs:+0%", "latency_ratio:+50%")]
     outcome = compare_summaries(base, current, checks)
     assert outcome.exit_code == 1 and outcome.compared == 1
@@ -138,8 +138,8 @@ def _results(folder: Path, records: list[dict[str, Any]]) -> Path:
 
 def test_cli_summary_and_compare_exit_codes(tmp_path: Path, widths):
     narrow, wide = widths
-    base_dir = _results(tmp_path / "base", [record(cost=narrow)])
-    current_dir = _results(tmp_path / "current", [record(cost=wide, miou=0.40)])
+    base_dir = _results(tmp_path / "base", [record(cost_parts=narrow)])
+    current_dir = _results(tmp_path / "current", [record(cost_parts=wide, miou=0.40)])
     runner = CliRunner()
     summary = tmp_path / "base.json"
     result = runner.invoke(app, ["summary", str(base_dir), "--out", str(summary)])

@@ -7,19 +7,16 @@ from rich.console import Console
 from segbench.analysis.leaderboard import print_leaderboard
 from segbench.analysis.tables import LEADERBOARD, LEADERBOARD_CSV, leaderboard_frame, leaderboard_shown, markdown_table
 
+from support import records
+
 
 def record(model: str, miou: float | None, seed: int = 0, dataset: str = "synthetic", params: int = 2_000_000,
-           status: str = "ok") -> dict:
-    slug = f"{model}__resnet18__ce__{dataset}__s{seed}"
-    return {
-        "cell_id": f"{slug}-abc", "slug": slug, "config_hash": "abc", "status": status,
-        "config": {"model": model, "encoder": "resnet18", "loss": {"name": "ce"}, "dataset": {"name": dataset},
-                   "seed": seed},
-        "error": None if status == "ok" else {"kind": "oom", "message": "CUDA out of memory"},
-        "metrics": None if miou is None else {"miou": miou, "pixel_accuracy": 0.9, "micro_iou": 0.8},
-        "cost": {"params": {"total": params}},
-        "timing": {"train_time_s": 12.34},
-    }
+           status: str = "ok", intervals: bool = False) -> dict:
+    """A record of `model` (ResNet-18, cross-entropy) trained for 12.34 s; without the mIoU interval unless asked
+    (records from before intervals); a failed one ran out of memory."""
+    return records.record(f"{model}__resnet18__ce__{dataset}__s{seed}", miou=miou, params=params, status=status,
+                          error_kind="oom", error_message="CUDA out of memory", train_time_s=12.34,
+                          intervals=intervals)
 
 
 RECORDS = [record("unet", 0.41), record("fpn", 0.52, params=1_000_000), record("pspnet", None, status="failed"),
@@ -39,8 +36,10 @@ def test_terminal_leaderboard_columns_order_and_failures():
     assert header == ["model", "encoder", "loss", "status", "mIoU", "pix.acc", "microIoU", "Mparams", "train", "s"]
     body = [line.split() for line in lines[3:7]]
     assert [row[0] for row in body] == ["fpn", "linknet", "unet", "pspnet"]  # best mIoU first, failed last
-    assert body[0] == ["fpn", "resnet18", "ce", "ok", "52.00", "90.00", "80.00", "1.00", "12.3"]
-    assert body[3][3:] == ["failed", "-", "-", "-", "2.00", "12.3"]
+    fpn = RECORDS[1]["metrics"]
+    assert body[0] == ["fpn", "resnet18", "ce", "ok", "52.00", f"{100 * fpn['pixel_accuracy']:.2f}",
+                       f"{100 * fpn['micro_iou']:.2f}", "1.00", "12.3"]
+    assert body[3][3:] == ["failed", "-", "-", "-", "-", "-"]  # a failed cell has no metrics, cost or timing
     assert "mIoU, pix.acc, microIoU in %" in [line.strip() for line in lines]
     assert lines[-1] == "pspnet__resnet18__ce__synthetic__s0: failed (oom): CUDA out of memory"
 
@@ -65,8 +64,9 @@ def test_report_leaderboard_is_ranked_with_raw_numbers_and_marks_the_best():
 
 
 def test_the_markdown_leaderboard_joins_the_miou_interval():
-    with_interval = record("fpn", 0.52)
-    with_interval["intervals"] = {"miou": {"low": 0.5012, "high": 0.5399}}
+    with_interval = record("fpn", 0.52, intervals=True)
+    interval = with_interval["intervals"]["miou"]
+    assert interval["low"] < interval["high"]  # per-image counts that differ: an interval of some width
     frame = leaderboard_frame([with_interval])
-    assert (frame["miou_ci_low"].iloc[0], frame["miou_ci_high"].iloc[0]) == (0.5012, 0.5399)
-    assert leaderboard_shown(frame)["miou_ci"].iloc[0] == "[50.12, 53.99]"
+    assert (frame["miou_ci_low"].iloc[0], frame["miou_ci_high"].iloc[0]) == (interval["low"], interval["high"])
+    assert leaderboard_shown(frame)["miou_ci"].iloc[0] == f"[{100 * interval['low']:.2f}, {100 * interval['high']:.2f}]"

@@ -1,55 +1,43 @@
-"""`segbench report` on records of a real tiny run (two seeds of one cell), plus a failed and a superseded record
-built from them: sections, figures, CSV tables, seed grouping and the listing of failed and incomparable cells."""
+"""`segbench report` on written records of two seeds of one cell, a failed cell and an older record of the same slug
+under another config: sections, figures, CSV tables, seed grouping and the listing of failed and incomparable
+cells. The records are built (support.records), not trained: the report is derived from records alone."""
 
 from __future__ import annotations
 
-import copy
+import json
 import statistics
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from segbench.analysis.figures import pareto_front
 from segbench.cli import app
 from segbench.colours import colourise, error_map
-from segbench.records.store import load_records, write_record
+from segbench.records.paths import TENSORBOARD_FILE, cell_dir
 
-from support.grids import tiny_grid
+from support.records import record, write_results
 
-TINY = tiny_grid("report-tiny", seeds=[0, 1], train={"lr": 0.002}, measure={"iters": 3})
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-# The first test to use `results` pays for its training run: 44-92 s of setup here when another suite runs beside it.
-pytestmark = pytest.mark.timeout(300)
+SLUG = "unet__resnet18__ce__synthetic__s{seed}"
+SEEDS = [record(SLUG.format(seed=0), miou=0.42), record(SLUG.format(seed=1), miou=0.47)]
+FAILED = record("fpn__resnet18__ce__synthetic__s0", "f00000000d", status="failed", error_kind="oom",
+                error_message="OutOfMemoryError: CUDA out of memory (test)")
+# The same slug as seed 0 under another config, written earlier: it would top the leaderboard if it were shown.
+OLDER = record(SLUG.format(seed=0), "01de000000", miou=0.99, written_at="2000-01-01T00:00:00+00:00")
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real run of two seeds, then a failed cell and an older record of the same slug under another config."""
+    """The records with their cell files (examples, per-image counts); the two seeds logged to TensorBoard, as
+    `segbench run --tensorboard DIR` marks a cell (tests/predict/test_tensorboard.py checks that it does)."""
     root = tmp_path_factory.mktemp("report")
-    grid = root / "grid.yaml"
-    grid.write_text(yaml.safe_dump(TINY))
-    folder = root / "results"
-    outcome = CliRunner().invoke(app, ["run", str(grid), "--results", str(folder), "--device", "cpu",
-                                       "--tensorboard", str(root / "tb")])
-    assert outcome.exit_code == 0, outcome.output
-    real = sorted(load_records(folder).records, key=lambda r: r["slug"])
-    assert [r["status"] for r in real] == ["ok", "ok"]
-
-    failed = copy.deepcopy(real[0])
-    failed.update(slug="fpn__resnet18__ce__synthetic__s0", cell_id="fpn__resnet18__ce__synthetic__s0-f00000000d",
-                  config_hash="f00000000d", status="failed", metrics=None, cost=None, history=None,
-                  error={"kind": "oom", "message": "OutOfMemoryError: CUDA out of memory (test)"})
-    failed["config"]["model"] = "fpn"
-    write_record(folder, failed)
-    older = copy.deepcopy(real[0])
-    older.update(cell_id=f"{older['slug']}-01de000000", config_hash="01de000000",
-                 written_at="2000-01-01T00:00:00+00:00", finished_at="2000-01-01T00:00:00+00:00")
-    older["metrics"]["miou"] = 0.99  # would top the leaderboard if it were (wrongly) shown
-    write_record(folder, older)
+    folder = write_results(root / "results", [*SEEDS, FAILED, OLDER], files=True)
+    for item in SEEDS:
+        log_dir = root / "tb"
+        (cell_dir(folder, item["cell_id"]) / TENSORBOARD_FILE).write_text(
+            json.dumps({"log_dir": str(log_dir), "run": str(log_dir / item["cell_id"])}))
     return folder
 
 
@@ -61,7 +49,6 @@ def report(results: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "report.md"
 
 
-@pytest.mark.slow  # the module's trained run (results)
 def test_report_has_every_section(report: Path):
     text = report.read_text()
     for heading in ("# segbench report", "## Dataset: synthetic", "### Leaderboard", "### Accuracy vs cost",
@@ -72,11 +59,10 @@ def test_report_has_every_section(report: Path):
     assert "pixel accuracy" in text and "docs/metrics.md" in text
     assert "**" in text  # the best value of a column is marked
     assert "micro sensitivity = micro Dice" in text  # the one line on why micro and macro differ
-    # The run logged to TensorBoard: the report says where (2 real cells; the made-up failed and older ones were not).
+    # The two seeds were logged to TensorBoard: the report says where (the failed and older cells were not).
     assert "TensorBoard logs (per step) of 2 of these" in text and "`tensorboard --logdir " in text
 
 
-@pytest.mark.slow  # the module's trained run (results)
 def test_figures_exist_and_are_pngs(report: Path):
     figures = sorted((report.parent / "figures").glob("*.png"))
     names = {path.name for path in figures}
@@ -88,13 +74,10 @@ def test_figures_exist_and_are_pngs(report: Path):
         assert f"(figures/{path.name})" in report.read_text()
 
 
-@pytest.mark.slow  # the module's trained run (results)
-def test_csv_tables_parse_and_hold_raw_numbers(report: Path, results: Path):
-    records = {r["slug"]: r for r in load_records(results).records if r["status"] == "ok"
-               and r["config_hash"] != "01de000000"}
+def test_csv_tables_parse_and_hold_raw_numbers(report: Path):
     leaderboard = pd.read_csv(report.parent / "leaderboard-synthetic.csv")
     assert len(leaderboard) == 2 and set(leaderboard["cell"]) == {"unet/resnet18/ce/s0", "unet/resnet18/ce/s1"}
-    best = max(records.values(), key=lambda r: r["metrics"]["miou"])
+    best = max(SEEDS, key=lambda r: r["metrics"]["miou"])
     assert leaderboard["miou"].iloc[0] == pytest.approx(best["metrics"]["miou"])
     assert leaderboard["params"].iloc[0] == best["cost"]["params"]["total"]
     per_class = pd.read_csv(report.parent / "per-class-iou-synthetic.csv", index_col="class")
@@ -103,13 +86,11 @@ def test_csv_tables_parse_and_hold_raw_numbers(report: Path, results: Path):
         assert not pd.read_csv(report.parent / name).empty, name
 
 
-@pytest.mark.slow  # the module's trained run (results)
-def test_seeds_are_grouped_with_mean_and_sd(report: Path, results: Path):
+def test_seeds_are_grouped_with_mean_and_sd(report: Path):
     groups = pd.read_csv(report.parent / "seed-statistics.csv")
     assert len(groups) == 1
     group = groups.iloc[0]
-    values = [r["metrics"]["miou"] for r in sorted(load_records(results).records, key=lambda r: r["slug"])
-              if r["status"] == "ok" and r["config_hash"] != "01de000000"]
+    values = [r["metrics"]["miou"] for r in SEEDS]
     assert group["configuration"] == "unet/resnet18/ce" and group["n"] == 2 and group["seeds"] == "0,1"
     assert group["miou_mean"] == pytest.approx(statistics.mean(values))
     assert group["miou_sd"] == pytest.approx(statistics.stdev(values))
@@ -117,14 +98,12 @@ def test_seeds_are_grouped_with_mean_and_sd(report: Path, results: Path):
     assert f"{statistics.mean(values) * 100:.2f} +- {statistics.stdev(values) * 100:.2f} [" in report.read_text()
 
 
-@pytest.mark.slow  # the module's trained run (results)
 def test_one_configuration_has_nothing_to_compare(report: Path):
     comparisons = pd.read_csv(report.parent / "comparisons.csv")
     assert comparisons.empty and "dataset" in comparisons.columns  # the header alone
     assert "_(no axis has two values" in report.read_text().split("\n## Comparisons")[1]
 
 
-@pytest.mark.slow  # the module's trained run (results)
 def test_failed_and_superseded_cells_are_listed(report: Path):
     text = report.read_text()
     failed = text.split("## Failed cells")[1].split("##")[0]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -20,7 +19,9 @@ from segbench.analysis.effects import COLUMNS, METHOD_PARAGRAPH, pairs_paragraph
 from segbench.analysis.effects_section import grid_axis_order
 from segbench.cli import app
 from segbench.records.paths import grids_dir
-from segbench.records.store import STATUS_OK, new_record, write_record
+from segbench.records.store import write_record
+
+from support import records
 
 MODEL_BASE = {"unet": 0.600, "fpn": 0.598}
 SEED_OFFSET = {0: 0.0, 1: 0.006, 2: -0.004}  # shared by the cells of one seed: pairing removes it
@@ -31,28 +32,11 @@ CLASSES = ["road", "car", "sky"]
 
 
 def record(model: str, loss: str, seed: int, miou: float, interval: bool = True) -> dict:
-    """A finished cell as the cell stage writes it (issue 11 fields included), built through `new_record`."""
-    slug = f"{model}__resnet18__{loss}__synthetic__s{seed}"
-    config = {"model": model, "encoder": "resnet18", "loss": {"name": loss}, "dataset": {"name": "synthetic"},
-              "seed": seed, "train": {"epochs": 3}}
-    cell = SimpleNamespace(id=f"{slug}-abc{seed}", slug=slug, config_hash=f"abc{seed}", resolved=lambda: config)
-    history = [{"epoch": epoch, "iterations": 10 * epoch, "train_loss": 1.0 / epoch, "lr": 1e-3,
-                "epoch_time_s": 2.0, "val_miou": miou * share, "val_pixel_accuracy": 0.9, "eval_time_s": 0.5}
-               for epoch, share in ((1, 0.5), (2, 0.95), (3, 1.0))]
-    metrics = {"miou": miou, "pixel_accuracy": miou + 0.3, "mdice": miou + 0.1, "micro_iou": miou + 0.2,
-               "per_class": {"iou": [miou + 0.2, miou, miou - 0.2], "gt_share": [0.6, 0.1, 0.3],
-                             "specificity": [0.9, 0.95, 0.97]}}
-    parts = {
-        "metrics": metrics, "confusion_matrix": [[50, 2, 1], [3, 20, 2], [1, 1, 30]], "history": history,
-        "dataset": {"name": "synthetic", "classes": CLASSES, "ignore_index": 255, "palette": [[0, 0, 0]] * 3},
-        "selection": {"rule": "last", "split": None, "holdout": None, "epoch": 3, "select_miou": None,
-                      "evaluations": 3, "description": "the final model (last iteration)"},
-        "cost": {"params": {"total": 1_000_000}}, "timing": {"train_time_s": 6.0},
-    }
-    if interval:
-        parts["intervals"] = {"miou": {"low": miou - 0.03, "high": miou + 0.02, "confidence": 0.95,
-                                       "resamples": 1000, "seed": 0, "method": "percentile bootstrap"}}
-    return new_record(cell, STATUS_OK, **parts)
+    """A finished cell over CLASSES whose val mIoU reached 50 %, 95 % and 100 % of `miou` after epochs of 2 s and 10
+    iterations each."""
+    return records.record(f"{model}__resnet18__{loss}__synthetic__s{seed}", miou=miou, classes=CLASSES,
+                          history_shares=(0.5, 0.95, 1.0), epoch_time_s=2.0, iterations_per_epoch=10,
+                          intervals=interval)
 
 
 def cell_miou(model: str, loss: str, seed: int) -> float:
@@ -191,7 +175,8 @@ def test_leaderboard_and_cost_show_the_interval_and_time_to_accuracy(ce_report: 
     leaderboard = pd.read_csv(ce_report.parent / "leaderboard-synthetic.csv")
     top = leaderboard.iloc[0]
     assert top["cell"] == "fpn/resnet18/focal/s1"
-    assert (top["miou_ci_low"], top["miou_ci_high"]) == pytest.approx((top["miou"] - 0.03, top["miou"] + 0.02))
+    interval = record("fpn", "focal", 1, cell_miou("fpn", "focal", 1))["intervals"]["miou"]
+    assert (top["miou_ci_low"], top["miou_ci_high"]) == pytest.approx((interval["low"], interval["high"]))
     assert leaderboard.set_index("cell").loc["fpn/resnet18/ce/s2", ["miou_ci_low", "miou_ci_high"]].isna().all()
     # 90 % of the final mIoU is first reached at epoch 2 (95 %): 2 epochs of 2 s, 20 iterations
     assert (leaderboard["time_to_90pct_s"] == 4.0).all() and (leaderboard["iterations_to_90pct"] == 20).all()

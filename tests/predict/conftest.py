@@ -1,4 +1,5 @@
-"""One tiny trained cell, shared by the tests of predict, show, TensorBoard logging (trained once per session)."""
+"""One tiny trained cell, shared by the tests of predict (trained once per session), and one written cell (a built
+record with its files, no training) for the tests that only read a finished cell: show, TensorBoard logging."""
 
 from __future__ import annotations
 
@@ -13,12 +14,34 @@ from typer.testing import CliRunner
 from segbench.cli import app
 
 from support.grids import tiny_grid
+from support.records import record, write_results
 
 # Images of 56x120 are not multiples of unet's 32, so evaluation pads them and predict must crop the padding away;
 # 3 val images at eval batch 2 make a full and a partial batch.
 SYNTHETIC = {"n_train": 4, "n_val": 3, "height": 56, "width": 120, "seed": 11}
 GRID = tiny_grid("predict", dataset=SYNTHETIC, train={"epochs": 1, "batch_size": 2, "lr": 0.001},
                  eval={"batch_size": 2}, measure={"enabled": False})
+
+
+@dataclass(frozen=True)
+class WrittenCell:
+    results: Path
+    cell_dir: Path
+    record: dict
+
+
+@pytest.fixture(scope="session")
+def written_cell(tmp_path_factory: pytest.TempPathFactory) -> WrittenCell:
+    """A finished cell as the worker leaves it (record, example PNGs, per-image counts, a checkpoint of a tiny
+    model), its last class in neither ground truth nor prediction (IoU undefined)."""
+    import torch
+
+    from segbench.records.paths import cell_dir
+
+    finished = record(absent=[18])
+    results = write_results(tmp_path_factory.mktemp("written-cell") / "results", [finished], files=True,
+                            checkpoint=torch.nn.Conv2d(3, 19, 1).state_dict())
+    return WrittenCell(results, cell_dir(results, finished["cell_id"]), finished)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""TensorBoardLog: a scripted event sequence and a finished record, read back from the event files."""
+"""TensorBoardLog: a scripted event sequence and a finished record (written, not trained: tests/predict/conftest.py),
+read back from the event files."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from segbench.errors import ConfigError
 from segbench.execution.tensorboard import PANEL_GAP, TensorBoardLog
 from segbench.records.paths import cell_dir, tensorboard_run
 
-pytestmark = pytest.mark.slow  # the shared trained cell
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
@@ -37,13 +37,13 @@ def scripted_events() -> list[dict]:
     return events
 
 
-def test_scalars_for_every_epoch_and_example_images(trained_cell, tmp_path):
+def test_scalars_for_every_epoch_and_example_images(written_cell, tmp_path):
     log = TensorBoardLog(tmp_path / "tb")
-    cell_id = trained_cell.record["cell_id"]
+    cell_id = written_cell.record["cell_id"]
     log.cell_started(cell_id, CLASSES)
     for event in scripted_events():
         log.on_event(cell_id, event)
-    log.on_record(cell_id, trained_cell.record, trained_cell.cell_dir)
+    log.on_record(cell_id, written_cell.record, written_cell.cell_dir)
     log.on_event("other-cell", {"event": "step", "epoch": 1, "iteration": 1, "loss": 1.0})  # no class names given
     log.close()
 
@@ -63,11 +63,11 @@ def test_scalars_for_every_epoch_and_example_images(trained_cell, tmp_path):
     assert [step for step, _ in series("val_iou/sky")] == ends[1:]  # undefined IoU (NaN) is not logged
 
     images = events.Tags()["images"]
-    examples = trained_cell.record["examples"]
+    examples = written_cell.record["examples"]
     assert sorted(images) == sorted(f"examples/{e['rank']}-{e['sample_id']}" for e in examples)
     picture = events.Images(images[0])[0]
     assert picture.step == ends[-1]
-    params = trained_cell.record["config"]["dataset"]["params"]
+    params = written_cell.record["config"]["dataset"]["params"]
     # image | ground truth | prediction side by side
     assert (picture.width, picture.height) == (3 * params["width"] + 2 * PANEL_GAP, params["height"])
     assert (tmp_path / "tb" / "other-cell").is_dir()
