@@ -26,6 +26,7 @@ from torch.utils.data import DistributedSampler, Subset
 
 from segbench.cell.evaluate import EvaluationResult
 from segbench.errors import ConfigError
+from segbench.grid.schema import resolve_sync_bn
 from segbench.metrics.compute import compute_metrics
 
 # How long a rank waits in a collective (gradient all-reduce, evaluation sums, gathers) before it fails. A peer that
@@ -181,16 +182,6 @@ def interleave(shards: list[tuple[list[dict[str, Any]], np.ndarray, np.ndarray]]
     intersection = np.concatenate([shard[1] for shard in shards])[order]
     union = np.concatenate([shard[2] for shard in shards])[order]
     return [rows[i] for i in order], intersection, union
-
-
-def resolve_sync_bn(setting: bool | str, backend: str) -> bool:
-    """train.sync_bn for a backend: `auto` is on with NCCL; SyncBatchNorm cannot run on gloo (the CPU)."""
-    if backend != "nccl":
-        if setting is True:
-            raise ConfigError("train.sync_bn: true needs CUDA GPUs (NCCL); SyncBatchNorm cannot run on the CPU "
-                              "(gloo): use auto or false.")
-        return False
-    return setting in (True, "auto")
 
 
 def init_process_group(device_type: str, sync_bn: bool | str, cell_threads: int) -> Dist:

@@ -23,7 +23,7 @@ from segbench.execution.local import LocalProcessExecutor
 from segbench.execution.lock import ResultsLock
 from segbench.execution.progress import ProgressView, make_view
 from segbench.grid.cells import Cell, expand
-from segbench.grid.schema import GridConfig
+from segbench.grid.schema import GridConfig, resolve_sync_bn
 from segbench.records.paths import RECORD_FILE, cell_dir, grids_dir
 from segbench.records.store import (
     STATUS_FAILED,
@@ -119,8 +119,6 @@ def run_grid(
     device = device if executor is not None else resolve_device(device)
     expansion = expand(grid)
     if grid.train.world_size > 1:  # sync_bn: true on the CPU fails here, before anything is written
-        from segbench.cell.distributed import resolve_sync_bn
-
         resolve_sync_bn(grid.train.sync_bn, "nccl" if device == "cuda" else "gloo")
     # The local executor checks --parallel before anything is written.
     executor = executor or LocalProcessExecutor(device, parallel, world_size=grid.train.world_size)

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from segbench.errors import ConfigError
 from segbench.losses import LOSSES
 
 # Names that become parts of file names (cell ids, the saved grid): no separators, no leading dot, so no value in a
@@ -92,7 +93,7 @@ class TrainConfig(Frozen):
     eval_every: int = Field(1, ge=1)
     # One cell on several processes (segbench.cell.distributed): batch_size stays the global batch, each of the
     # world_size processes trains batch_size / world_size images per step. sync_bn `auto` converts BatchNorm to
-    # SyncBatchNorm on CUDA (NCCL) when world_size > 1; gloo (the CPU) cannot run it.
+    # SyncBatchNorm on CUDA (NCCL) when world_size > 1; gloo (the CPU) cannot run it (resolve_sync_bn).
     world_size: int = Field(1, ge=1)
     sync_bn: bool | Literal["auto"] = "auto"
 
@@ -121,6 +122,16 @@ class TrainConfig(Frozen):
             raise ValueError("train.crop must be two positive sizes and train.scale_range an increasing positive pair")
         return self
 
+
+
+def resolve_sync_bn(setting: bool | str, backend: str) -> bool:
+    """train.sync_bn for a backend: `auto` is on with NCCL; SyncBatchNorm cannot run on gloo (the CPU)."""
+    if backend != "nccl":
+        if setting is True:
+            raise ConfigError("train.sync_bn: true needs CUDA GPUs (NCCL); SyncBatchNorm cannot run on the CPU "
+                              "(gloo): use auto or false.")
+        return False
+    return setting in (True, "auto")
 
 class EvalConfig(Frozen):
     split: str = "val"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from segbench import BENCH_SEMANTICS_VERSION
-from segbench.cell.distributed import Dist, interleave, rank_threads, resolve_sync_bn
+from segbench.cell.distributed import Dist, interleave, rank_threads
 from segbench.errors import ConfigError
 from segbench.execution import local
 from segbench.execution.executor import CellTask
@@ -22,6 +22,7 @@ from segbench.execution.ray_cluster import CellResources, size_cells
 from segbench.execution.runner import _out_of_memory_retry
 from segbench.grid.cells import expand
 from segbench.grid.load import load_grid, parse_grid
+from segbench.grid.schema import resolve_sync_bn
 
 from support.grids import tiny_grid
 
