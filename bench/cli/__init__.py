@@ -19,6 +19,7 @@ from segbench.cli import (
     profile_cmd,
     report_cmd,
     run_cmd,
+    schema_cmd,
     show_cmd,
     summary_cmd,
 )
@@ -54,6 +55,7 @@ app.add_typer(data_cmd.app, name="data")
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
 app.command("show")(show_cmd.show)
+app.command("schema")(schema_cmd.schema)
 
 
 def main() -> None:

@@ -678,3 +678,13 @@ class Summary(Part):
 
     def ok_count(self) -> int:
         return sum(row.ok for row in self.cells.values())
+
+
+def json_schema(document: str) -> dict[str, Any]:
+    """The JSON Schema of `record` (record.json) or `summary` (summary.json), with the format's version."""
+    model, version = {"record": (Record, RECORD_SCHEMA_VERSION), "summary": (Summary, SUMMARY_VERSION)}[document]
+    schema = model.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$comment"] = (f"segbench {document}.json, format version {version} (segbench.records.schema); objects "
+                          "accept fields a newer segbench adds")
+    return schema
