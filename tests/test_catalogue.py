@@ -9,11 +9,15 @@ import numpy as np
 import pytest
 
 from segbench.analysis.gate import SHOWN_FIELDS, parse_check
-from segbench.analysis.summary import IDENTITY_FIELDS, PROVENANCE_FIELDS, SUMMARY_VERSION, summary_row
+from segbench.analysis.summary import summarize
 from segbench.errors import ConfigError
 from segbench.metrics.catalogue import CATALOGUE, MATRIX_METRICS, METRICS, SUMMARY_FIELDS
 from segbench.metrics.compute import compute_metrics
 from segbench.records.rows import ROW_COLUMNS
+from segbench.records.schema import SUMMARY_VERSION
+from segbench.records.summaries import IDENTITY_FIELDS, PROVENANCE_FIELDS, summary_json
+
+from support.records import SLUG, record
 
 BASELINE = Path(__file__).resolve().parents[1] / "results" / "baseline" / "summary.json"
 
@@ -37,7 +41,8 @@ def test_summary_rows_keep_the_committed_baselines_fields_in_order():
     for row in baseline["cells"].values():
         assert list(row) == [*IDENTITY_FIELDS, *SUMMARY_FIELDS, *PROVENANCE_FIELDS]
         assert row["machine"] in baseline["machines"]  # every baseline latency says where it was timed
-    assert list(summary_row({})) == [*IDENTITY_FIELDS, *SUMMARY_FIELDS, *PROVENANCE_FIELDS]
+    written = summary_json(summarize([record()]))["cells"][SLUG]
+    assert list(written) == [*IDENTITY_FIELDS, *SUMMARY_FIELDS, *PROVENANCE_FIELDS]
 
 
 @pytest.mark.parametrize("metric", CATALOGUE, ids=lambda metric: metric.key)

@@ -12,10 +12,11 @@ from typer.testing import CliRunner
 
 from segbench.analysis.gate import compare_summaries, parse_check
 from segbench.analysis.latency_gate import UnstableLatencyError, check_stable, stability_problems
-from segbench.analysis.summary import load_summary, summarize, write_summary
+from segbench.analysis.summary import load_summary, summarize
 from segbench.cli import app
 from segbench.measure.machine import cpu_description, fingerprint
 from segbench.records.store import write_record
+from segbench.records.summaries import write_summary
 
 from support.records import SLUG, record
 
@@ -96,7 +97,7 @@ def test_a_doubled_latency_on_the_same_machine_fails():
 
 
 def test_a_version_1_summary_loads_and_its_latency_counts_as_unknown_machine(tmp_path: Path):
-    document = summarize([record(latency_ratio=1.0)])
+    document = summarize([record(latency_ratio=1.0)]).to_json()
     old = {**document, "version": 1, "cells": {slug: {key: value for key, value in row.items()
                                                       if key not in ("machine", "latency_spread", "latency_workload")}
                                                for slug, row in document["cells"].items()}}
@@ -104,7 +105,7 @@ def test_a_version_1_summary_loads_and_its_latency_counts_as_unknown_machine(tmp
     path = tmp_path / "v1.json"
     path.write_text(json.dumps(old))
     base = load_summary(path)
-    assert base["cells"][SLUG]["machine"] is None
+    assert base.cells[SLUG].machine is None
     outcome = compare_summaries(base, summarize([record(latency_ratio=3.0)]), GATE)
     assert outcome.exit_code == 0 and outcome.latency.not_gated == {SLUG: "baseline without a machine fingerprint"}
     assert "the baseline has no machine fingerprint" in outcome.latency.sentence()
@@ -169,7 +170,7 @@ def test_cli_baseline_refusal_writes_nothing_and_compare_says_once(tmp_path: Pat
     base = _results(tmp_path / "base", [record(latency_ratio=1.0)])
     assert runner.invoke(app, ["summary", str(base), "--out", str(out), "--stable-latency", "10"]).exit_code == 0
     halved = load_summary(out)
-    halved["cells"][SLUG]["latency_ratio"] /= 2  # the current model now looks twice as slow
+    halved.cells[SLUG].latency_ratio /= 2  # the current model now looks twice as slow
     write_summary(halved, tmp_path / "halved.json")
     gate = ["--fail-on", "miou:-0.01", "--fail-on", "latency_ratio:+50%"]
     failed = runner.invoke(app, ["compare", str(tmp_path / "halved.json"), str(base), *gate])

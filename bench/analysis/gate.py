@@ -30,6 +30,7 @@ from segbench.analysis.seed_gate import SeedTest, seed_test
 from segbench.errors import ConfigError
 from segbench.metrics.catalogue import SUMMARY_FIELDS
 from segbench.records.rows import configuration_slug
+from segbench.records.schema import Summary, SummaryRow
 from segbench.registry import did_you_mean
 
 SPEC = re.compile(r"^(?P<field>[a-z0-9_]+):(?P<sign>[+-])(?P<amount>\d+(?:\.\d*)?|\.\d+)(?P<percent>%?)$")
@@ -167,7 +168,7 @@ class SeedGroup:
         return self.base == self.current
 
 
-def _seed_groups(base_cells: dict[str, Any], current_cells: dict[str, Any], not_comparable: set[str]
+def _seed_groups(base_cells: dict[str, SummaryRow], current_cells: dict[str, SummaryRow], not_comparable: set[str]
                  ) -> list[SeedGroup]:
     """Configurations with two or more ok seeds on each side, sharing at least one comparable seed (the same config
     hash on both sides: the check that it is one configuration); seeds with other hashes on the two sides are left
@@ -175,7 +176,7 @@ def _seed_groups(base_cells: dict[str, Any], current_cells: dict[str, Any], not_
     sides: list[dict[str, list[str]]] = [{}, {}]
     for cells, by_configuration in zip((base_cells, current_cells), sides, strict=True):
         for slug in sorted(cells):
-            if cells[slug]["status"] == "ok" and slug not in not_comparable:
+            if cells[slug].ok and slug not in not_comparable:
                 by_configuration.setdefault(configuration_slug(slug), []).append(slug)
     groups = []
     for configuration in sorted(set(sides[0]) & set(sides[1])):
@@ -190,19 +191,19 @@ def _seed_names(slugs: list[str]) -> str:
     return ", ".join(slug.rsplit("__", 1)[-1] for slug in slugs)
 
 
-def _gate_seed_means(outcome: Comparison, group: SeedGroup, base_cells: dict[str, Any],
-                     current_cells: dict[str, Any], check: Check) -> dict[str, Any] | None:
+def _gate_seed_means(outcome: Comparison, group: SeedGroup, base_cells: dict[str, SummaryRow],
+                     current_cells: dict[str, SummaryRow], check: Check) -> dict[str, Any] | None:
     """Gate one field on its mean over the seeds of one configuration (a failure goes into `outcome`); returns the
     row to show, or None when fewer than two seeds have the field on a side (or, paired, on both sides)."""
     if group.paired:
-        pairs = [(base_cells[s].get(check.field), current_cells[s].get(check.field), s) for s in group.base]
+        pairs = [(base_cells[s].value(check.field), current_cells[s].value(check.field), s) for s in group.base]
         pairs = [(old, new, s) for old, new, s in pairs if _defined(old) and _defined(new)]
         old_values, new_values = [old for old, _, _ in pairs], [new for _, new, _ in pairs]
         seeds = _seed_names([s for _, _, s in pairs])
         label = f"{group.configuration} (mean of {len(pairs)} seeds)"
     else:
-        olds = [(base_cells[s].get(check.field), s) for s in group.base]
-        news = [(current_cells[s].get(check.field), s) for s in group.current]
+        olds = [(base_cells[s].value(check.field), s) for s in group.base]
+        news = [(current_cells[s].value(check.field), s) for s in group.current]
         olds, news = [item for item in olds if _defined(item[0])], [item for item in news if _defined(item[0])]
         old_values, new_values = [value for value, _ in olds], [value for value, _ in news]
         seeds = f"{_seed_names([s for _, s in olds])} (baseline) and {_seed_names([s for _, s in news])} (current)"
@@ -219,13 +220,13 @@ def _gate_seed_means(outcome: Comparison, group: SeedGroup, base_cells: dict[str
             "change": describe_change(old_mean, new_mean), "check": f"{check.spec}; {test.text}", "verdict": verdict}
 
 
-def _one_machine(rows: list[dict[str, Any]]) -> bool:
+def _one_machine(rows: list[SummaryRow]) -> bool:
     """Whether every row's latency was timed on one and the same fingerprint."""
-    machines = {row.get("machine") for row in rows}
+    machines = {row.machine for row in rows}
     return len(machines) == 1 and None not in machines
 
 
-def compare_summaries(base: dict[str, Any], current: dict[str, Any], checks: list[Check],
+def compare_summaries(base: Summary, current: Summary, checks: list[Check],
                       fail_on_missing: bool = False, allow_not_comparable: bool = False) -> Comparison:
     """Compare every cell present in both summaries; run `checks` on cells with the same config hash.
 
@@ -235,7 +236,7 @@ def compare_summaries(base: dict[str, Any], current: dict[str, Any], checks: lis
     """
     outcome = Comparison(allow_not_comparable=allow_not_comparable)
     outcome.latency.timed_checks = timed_specs((check.field, check.spec) for check in checks)
-    base_cells, current_cells = base["cells"], current["cells"]
+    base_cells, current_cells = base.cells, current.cells
     outcome.missing_in_current = sorted(set(base_cells) - set(current_cells))
     outcome.missing_in_base = sorted(set(current_cells) - set(base_cells))
     if fail_on_missing:
@@ -245,9 +246,9 @@ def compare_summaries(base: dict[str, Any], current: dict[str, Any], checks: lis
     fields = list(SHOWN_FIELDS) + [name for name in by_field if name not in SHOWN_FIELDS]
     comparable = []
     for slug in sorted(set(base_cells) & set(current_cells)):
-        if base_cells[slug]["config_hash"] != current_cells[slug]["config_hash"]:
-            outcome.not_comparable.append({"cell": slug, "base_hash": base_cells[slug]["config_hash"],
-                                           "current_hash": current_cells[slug]["config_hash"]})
+        if base_cells[slug].config_hash != current_cells[slug].config_hash:
+            outcome.not_comparable.append({"cell": slug, "base_hash": base_cells[slug].config_hash,
+                                           "current_hash": current_cells[slug].config_hash})
         else:
             comparable.append(slug)
     seed_gated: set[tuple[str, str]] = set()  # (slug, field) checked on its configuration's seed mean
@@ -270,12 +271,11 @@ def compare_summaries(base: dict[str, Any], current: dict[str, Any], checks: lis
         outcome.compared += 1
         outcome.latency.note(before, after, (base, current))
         ungated = ungated_reason(before, after)
-        if before["status"] == "ok" and after["status"] != "ok":
-            outcome.failures.append(Failure(slug, "status", before["status"], after["status"],
-                                            f"error: {after.get('error')}"))
+        if before.ok and not after.ok:
+            outcome.failures.append(Failure(slug, "status", before.status, after.status, f"error: {after.error}"))
         for name in fields:
             check = by_field.get(name)
-            old, new = before.get(name), after.get(name)
+            old, new = before.value(name), after.value(name)
             verdict = ""
             if (slug, name) in seed_gated:
                 verdict = "seeds"  # decided on the configuration's mean, in its own row

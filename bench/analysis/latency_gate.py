@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from segbench.errors import SegbenchError
 from segbench.metrics.catalogue import TIMED_FIELDS
+from segbench.records.schema import Summary, SummaryRow
 
 STABLE_TOLERANCE_PCT = 10.0  # make baseline: timing rounds and identical workloads must agree within this
 
@@ -26,13 +26,13 @@ class UnstableLatencyError(SegbenchError):
     """Latency too unsteady to become a baseline (exit 2, nothing written)."""
 
 
-def ungated_reason(base: dict[str, Any], current: dict[str, Any]) -> str | None:
+def ungated_reason(base: SummaryRow, current: SummaryRow) -> str | None:
     """Why the timed fields of two summary rows of one cell cannot be compared, or None when they can."""
-    if not base.get("machine"):
+    if not base.machine:
         return "baseline without a machine fingerprint"
-    if not current.get("machine"):
+    if not current.machine:
         return "current run without a machine fingerprint"
-    if base["machine"] != current["machine"]:
+    if base.machine != current.machine:
         return "other machine"
     return None
 
@@ -49,14 +49,14 @@ class LatencyGating:
     base_spread: float | None = None  # largest timing-round spread among the compared cells
     current_spread: float | None = None
 
-    def note(self, base_row: dict[str, Any], current_row: dict[str, Any], summaries: tuple[dict, dict]) -> None:
+    def note(self, base_row: SummaryRow, current_row: SummaryRow, summaries: tuple[Summary, Summary]) -> None:
         """Account for one compared cell."""
         for row, summary, machines in ((base_row, summaries[0], self.base_machines),
                                        (current_row, summaries[1], self.current_machines)):
-            if row.get("machine"):
-                machines[row["machine"]] = machine_label(summary, row["machine"])
-        self.base_spread = _max(self.base_spread, base_row.get("latency_spread"))
-        self.current_spread = _max(self.current_spread, current_row.get("latency_spread"))
+            if row.machine:
+                machines[row.machine] = machine_label(summary, row.machine)
+        self.base_spread = _max(self.base_spread, base_row.latency_spread)
+        self.current_spread = _max(self.current_spread, current_row.latency_spread)
 
     def sentence(self) -> str:
         """One sentence: whether latency was gated, why not, and what the comparison is worth."""
@@ -86,36 +86,36 @@ class LatencyGating:
         return "this run's records have no machine fingerprint (written before fingerprints)"
 
 
-def machine_label(summary: dict[str, Any], machine_id: str) -> str:
-    return ((summary.get("machines") or {}).get(machine_id) or {}).get("label") or "unknown machine"
+def machine_label(summary: Summary, machine_id: str) -> str:
+    machine = summary.machines.get(machine_id)
+    return (machine.label if machine else None) or "unknown machine"
 
 
 def is_timed(field_name: str) -> bool:
     return field_name in TIMED_FIELDS
 
 
-def stability_problems(summary: dict[str, Any], tolerance_pct: float = STABLE_TOLERANCE_PCT) -> list[str]:
+def stability_problems(summary: Summary, tolerance_pct: float = STABLE_TOLERANCE_PCT) -> list[str]:
     """What keeps the ok cells' latency of `summary` from being a baseline: a cell timed in one round only, rounds
     that disagree by more than `tolerance_pct`, or cells with an identical inference workload whose latency ratios
     disagree by more than it. Each problem is a short clause naming the cells and the two values."""
     limit = tolerance_pct / 100
-    ok = {slug: row for slug, row in summary["cells"].items()
-          if row.get("status") == "ok" and row.get("latency_ratio") is not None}
+    ok = {slug: row for slug, row in summary.cells.items() if row.ok and row.latency_ratio is not None}
     problems = []
     for slug, row in sorted(ok.items()):
-        spread = row.get("latency_spread")
+        spread = row.latency_spread
         if spread is None:
             problems.append(f"{slug} was timed in one round (recorded before repeated timing)")
         elif spread > limit + 1e-12:
             problems.append(f"{slug}'s two timing rounds disagree by {spread * 100:.1f} %")
     workloads: dict[str, list[str]] = {}
     for slug, row in ok.items():
-        if row.get("latency_workload"):
-            workloads.setdefault(row["latency_workload"], []).append(slug)
+        if row.latency_workload:
+            workloads.setdefault(row.latency_workload, []).append(slug)
     for slugs in workloads.values():
         if len(slugs) < 2:
             continue
-        ratios = {slug: ok[slug]["latency_ratio"] for slug in slugs}
+        ratios = {slug: ok[slug].latency_ratio for slug in slugs}
         low, high = min(ratios, key=ratios.get), max(ratios, key=ratios.get)
         disagreement = ratios[high] / ratios[low] - 1
         if disagreement > limit + 1e-12:
@@ -124,7 +124,7 @@ def stability_problems(summary: dict[str, Any], tolerance_pct: float = STABLE_TO
     return problems
 
 
-def check_stable(summary: dict[str, Any], tolerance_pct: float = STABLE_TOLERANCE_PCT) -> None:
+def check_stable(summary: Summary, tolerance_pct: float = STABLE_TOLERANCE_PCT) -> None:
     """Raise UnstableLatencyError (one sentence) when `stability_problems` finds any."""
     problems = stability_problems(summary, tolerance_pct)
     if problems:

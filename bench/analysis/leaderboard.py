@@ -6,6 +6,7 @@ stays readable in an 80-column terminal; the ids are in the records and in `segb
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from segbench.metrics.catalogue import METRICS
 from segbench.records.rows import rows_frame
+from segbench.records.schema import Record, as_record
 
 AXES = ("model", "encoder", "loss", "dataset", "seed", "status")
 SHOWN_METRICS = ("miou", "pixel_accuracy", "micro_iou", "params", "train_time_s")
@@ -33,8 +35,9 @@ def _cell_text(value: Any, key: str) -> str:
     return str(int(value)) if key == "seed" else str(value)
 
 
-def print_leaderboard(console: Console, records: list[dict[str, Any]], title: str = "leaderboard") -> None:
+def print_leaderboard(console: Console, records: Iterable[Record], title: str = "leaderboard") -> None:
     """One line per cell, best mIoU first (cells without mIoU last, in red), then one line per failure."""
+    records = [as_record(record) for record in records]
     frame = rows_frame(records, ranked=True)
     # Columns that are the same in every row (one dataset, one seed) say nothing: leave them out.
     shown = [key for key in (*AXES, *SHOWN_METRICS)
@@ -49,6 +52,6 @@ def print_leaderboard(console: Console, records: list[dict[str, Any]], title: st
         table.add_row(*(_cell_text(row[key], key) for key in shown), style=style)
     console.print(table)
     for record in records:
-        if record["status"] != "ok":
-            error = record.get("error") or {}
-            console.print(f"[red]{record['slug']}[/]: {record['status']} ({error.get('kind')}): {error.get('message')}")
+        if not record.ok:
+            message = record.error.message if record.error else None
+            console.print(f"[red]{record.slug}[/]: {record.status} ({record.error_kind}): {message}")

@@ -5,140 +5,120 @@ settings), the newest is summarised and the others are listed as superseded: the
 
 Version 2 rows say where each cell's latency was timed (`machine`, a fingerprint id, detailed once under `machines`),
 how far its timing rounds agreed (`latency_spread`) and which cells timed the same inference (`latency_workload`).
-Version 1 summaries still load: their rows have no fingerprint, so their latency is never gated.
+Summary files are read and written by segbench.records.summaries (version 1 files are upgraded there).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from segbench.atomic import atomic_write_json
 from segbench.errors import ConfigError
-from segbench.metrics.catalogue import SUMMARY_FIELDS
 from segbench.records.paths import cells_dir
 from segbench.records.rows import record_row
-from segbench.records.store import STATUS_OK, load_records, now_iso
-
-SUMMARY_KIND = "segbench-summary"
-SUMMARY_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-# A summary row: these identity fields, the catalogue's summary fields (the only ones `compare` checks), then where
-# and how steadily the latency was timed (segbench.records.rows.latency_provenance).
-IDENTITY_FIELDS = ("cell_id", "config_hash", "status", "error", "dataset", "model", "encoder", "loss", "seed")
-PROVENANCE_FIELDS = ("machine", "latency_spread", "latency_workload")
+from segbench.records.schema import (
+    SUMMARY_KIND,
+    SUMMARY_VERSION,
+    LatencyConditions,
+    Machine,
+    Record,
+    Summary,
+    SummaryEnvironment,
+    SummaryRow,
+    SupersededRef,
+    as_record,
+)
+from segbench.records.store import load_records, now_iso
+from segbench.records.summaries import ROW_FIELDS, read_summary
 
 
 @dataclass(frozen=True)
 class Selection:
     """The records to report, one per slug (the newest), and the older ones they supersede."""
 
-    records: list[dict[str, Any]]
-    superseded: list[dict[str, Any]]
+    records: list[Record]
+    superseded: list[Record]
 
 
-def select_latest(records: Iterable[dict[str, Any]]) -> Selection:
-    """Keep the newest record of each slug (by `written_at`); older records with another config hash are
-    superseded, never averaged or compared with it."""
-    by_slug: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        by_slug.setdefault(record["slug"], []).append(record)
-    chosen: list[dict[str, Any]] = []
-    superseded: list[dict[str, Any]] = []
+def select_latest(records: Iterable[Record]) -> Selection:
+    """Keep the newest record of each slug (by `finished_at`, else `written_at`); older records with another config
+    hash are superseded, never averaged or compared with it."""
+    by_slug: dict[str, list[Record]] = {}
+    for record in map(as_record, records):
+        by_slug.setdefault(record.slug, []).append(record)
+    chosen: list[Record] = []
+    superseded: list[Record] = []
     for slug in sorted(by_slug):
-        ordered = sorted(by_slug[slug], key=lambda r: r.get("finished_at") or r.get("written_at") or "", reverse=True)
+        ordered = sorted(by_slug[slug], key=lambda r: r.finished_at or r.written_at or "", reverse=True)
         chosen.append(ordered[0])
         superseded.extend(ordered[1:])
     return Selection(chosen, superseded)
 
 
-def summary_row(record: dict[str, Any]) -> dict[str, Any]:
-    """The flat summary row of one record: identity and the numeric fields (None where not measured)."""
+def summary_row(record: Record) -> SummaryRow:
+    """The summary row of one record: identity, the catalogue's summary fields and where its latency was timed
+    (None where not measured)."""
     row = record_row(record)
-    return {key: row[key] for key in (*IDENTITY_FIELDS, *SUMMARY_FIELDS, *PROVENANCE_FIELDS)}
+    # The values come from a validated record, typed already (counts stay integers): not validated again.
+    return SummaryRow.model_construct(**{key: row[key] for key in ROW_FIELDS})
 
 
-def summarize(records: list[dict[str, Any]], source: str = "") -> dict[str, Any]:
-    """The summary document of a list of records: `cells` maps each slug to its row."""
+def _conditions(record: Record) -> LatencyConditions:
+    latency = record.cost.latency if record.cost else None
+    return (latency.conditions if latency else None) or LatencyConditions()
+
+
+def _environment(records: list[Record]) -> SummaryEnvironment:
+    """Where the summarised records were measured, from the first one that says."""
+    measured = next((record for record in records if record.environment), None)
+    if measured is None:
+        return SummaryEnvironment(platform=None, device=None, threads=None, torch=None, git_commit=None)
+    environment, conditions = measured.environment, _conditions(measured)
+    return SummaryEnvironment(
+        platform=environment.platform,
+        device=conditions.device or (environment.device.name if environment.device else None),
+        threads=conditions.threads,
+        torch=environment.packages.get("torch"),
+        git_commit=environment.git_commit,
+    )
+
+
+def summarize(records: Iterable[Record], source: str = "") -> Summary:
+    """The summary of a list of records: `cells` maps each slug to its row."""
     selection = select_latest(records)
-    measured = next((r for r in selection.records if r.get("environment")), None) or {}
-    environment = measured.get("environment") or {}
-    conditions = ((measured.get("cost") or {}).get("latency") or {}).get("conditions") or {}
-    return {
-        "kind": SUMMARY_KIND,
-        "version": SUMMARY_VERSION,
-        "created_at": now_iso(),
-        "source": source,
-        "environment": {
-            "platform": environment.get("platform"),
-            "device": conditions.get("device") or (environment.get("device") or {}).get("name"),
-            "threads": conditions.get("threads"),
-            "torch": (environment.get("packages") or {}).get("torch"),
-            "git_commit": environment.get("git_commit"),
-        },
-        "machines": machines(selection.records),
-        "cells": {record["slug"]: summary_row(record) for record in selection.records},
-        "superseded": [{"slug": r["slug"], "config_hash": r["config_hash"], "cell_id": r["cell_id"]}
-                       for r in selection.superseded],
-    }
+    return Summary(
+        kind=SUMMARY_KIND,
+        version=SUMMARY_VERSION,
+        created_at=now_iso(),
+        source=source,
+        environment=_environment(selection.records),
+        machines=machines(selection.records),
+        cells={record.slug: summary_row(record) for record in selection.records},
+        superseded=[SupersededRef(slug=r.slug, config_hash=r.config_hash, cell_id=r.cell_id)
+                    for r in selection.superseded],
+    )
 
 
-def machines(records: list[dict[str, Any]]) -> dict[str, Any]:
+def machines(records: Iterable[Record]) -> dict[str, Machine]:
     """The fingerprints the records' latencies were timed on, by id."""
-    found: dict[str, Any] = {}
+    found: dict[str, Machine] = {}
     for record in records:
-        machine = ((((record.get("cost") or {}).get("latency") or {}).get("conditions") or {}).get("machine")) or {}
-        if machine.get("id"):
-            found.setdefault(machine["id"], machine)
+        machine = _conditions(record).machine
+        if machine is not None and machine.id:
+            found.setdefault(machine.id, machine)
     return found
 
 
-def summarize_folder(results: Path) -> dict[str, Any]:
+def summarize_folder(results: Path) -> Summary:
+    """The summary of every readable record of a results folder."""
     results = Path(results)
     if not cells_dir(results).is_dir():
         raise ConfigError(f"{results} is not a results folder (it has no cells/ folder); pass the --results folder "
                           "of a `segbench run`.")
-    loaded = load_records(results)
-    return summarize(loaded.records, source=str(results))
+    return summarize(load_records(results).records, source=str(results))
 
 
-def load_summary(path: Path) -> dict[str, Any]:
-    """A summary from a summary JSON file, or computed from a results folder."""
-    path = Path(path)
-    if path.is_dir():
-        return summarize_folder(path)
-    if not path.is_file():
-        raise ConfigError(f"{path} does not exist; pass a results folder or a summary file from `segbench summary`.")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path} is not a JSON summary ({exc}); write one with `segbench summary`.") from None
-    if not isinstance(document, dict) or document.get("kind") != SUMMARY_KIND:
-        raise ConfigError(f"{path} is not a segbench summary (no \"kind\": \"{SUMMARY_KIND}\"); write one with "
-                          "`segbench summary RESULTS_DIR --out FILE`.")
-    if document.get("version") not in READABLE_VERSIONS:
-        raise ConfigError(f"{path} has summary version {document.get('version')}, this segbench reads versions "
-                          f"{', '.join(map(str, READABLE_VERSIONS))}; regenerate it with `segbench summary` "
-                          "(or `make baseline`).")
-    return upgrade(document)
-
-
-def upgrade(document: dict[str, Any]) -> dict[str, Any]:
-    """A summary of any readable version in the current shape: a version 1 summary's rows get no fingerprint (their
-    latency was timed on an unknown machine) and no spread or workload."""
-    if document.get("version") == SUMMARY_VERSION:
-        return document
-    cells = {slug: {**{key: None for key in PROVENANCE_FIELDS}, **row} for slug, row in document["cells"].items()}
-    return {**document, "machines": document.get("machines") or {}, "cells": cells, "upgraded_from": 1}
-
-
-def write_summary(summary: dict[str, Any], out: Path) -> Path:
-    atomic_write_json(Path(out), summary)
-    return Path(out)
-
-
-def ok_count(summary: dict[str, Any]) -> int:
-    return sum(row["status"] == STATUS_OK for row in summary["cells"].values())
+def load_summary(path: Path) -> Summary:
+    """A summary computed from a results folder, or read from a summary file (segbench.records.summaries)."""
+    return summarize_folder(path) if Path(path).is_dir() else read_summary(path)

@@ -22,10 +22,11 @@ def summary(
     """Write a summary of RESULTS: per cell slug its config hash, status, metrics, params, GMACs, latency ratio, and
     the machine fingerprint and timing-round spread of its latency."""
     from segbench.analysis.latency_gate import check_stable
-    from segbench.analysis.summary import ok_count, summarize_folder, write_summary
+    from segbench.analysis.summary import summarize_folder
+    from segbench.records.summaries import write_summary
 
-    document = summarize_folder(results)
+    summarised = summarize_folder(results)
     if stable_latency is not None:
-        check_stable(document, stable_latency)
-    write_summary(document, out)
-    err_console.print(f"{len(document['cells'])} cells ({ok_count(document)} ok) summarised in {out}")
+        check_stable(summarised, stable_latency)
+    write_summary(summarised, out)
+    err_console.print(f"{len(summarised.cells)} cells ({summarised.ok_count()} ok) summarised in {out}")
