@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from segbench.cli.common import user_errors
+
+if TYPE_CHECKING:  # the schema is imported when a cell is shown, not whenever a command starts
+    from segbench.records.schema import CellConfig, Record
 
 BAR_WIDTH = 30  # characters for an IoU of 1.0
 EIGHTHS = " ▏▎▍▌▋▊▉"  # partial blocks, so a bar's length resolves 1/8 of a character
@@ -24,37 +27,35 @@ EIGHTHS = " ▏▎▍▌▋▊▉"  # partial blocks, so a bar's length resolves
 def show(cell_dir: Path = typer.Argument(..., help="A cell folder of a results folder (<results>/cells/<cell id>).")
          ) -> None:
     """Show one cell: configuration, status or error, metrics, cost, per-class IoU and its files."""
-    from segbench.predict import read_cell_record
+    from segbench.records.cells import read_cell_record
 
     record = read_cell_record(cell_dir)
     console = Console()
-    status = record.get("status")
-    colour = "green" if status == "ok" else "red"
-    console.print(f"[bold]{record.get('cell_id')}[/bold]")
-    console.print(f"status [{colour}]{status}[/{colour}], device {record.get('device', 'n/a')}, "
-                  f"written {record.get('written_at')}", highlight=False)
-    error = record.get("error")
-    if error:
-        console.print(f"[red]error[/red] {escape(str(error.get('kind')))}: {escape(str(error.get('message')))}",
+    colour = "green" if record.ok else "red"
+    console.print(f"[bold]{record.cell_id}[/bold]")
+    console.print(f"status [{colour}]{record.status}[/{colour}], device {record.device or 'n/a'}, "
+                  f"written {record.written_at}", highlight=False)
+    if record.error:
+        console.print(f"[red]error[/red] {escape(record.error.kind)}: {escape(record.error.message)}",
                       highlight=False)
-    console.print(_configuration(record.get("config") or {}))
-    if record.get("metrics"):
+    console.print(_configuration(record.config))
+    if record.metrics:
         console.print(_numbers(record, from_matrix=True, title="metrics (val split)"))
-        interval = (record.get("intervals") or {}).get("miou")
+        interval = (record.intervals or {}).get("miou")
         if interval:
-            console.print(f"mIoU {100 * interval['low']:.2f}-{100 * interval['high']:.2f} % "
-                          f"({100 * interval['confidence']:.0f}% interval, {interval['method']}, "
-                          f"{interval['resamples']} resamples)", highlight=False)
+            console.print(f"mIoU {100 * interval.low:.2f}-{100 * interval.high:.2f} % "
+                          f"({100 * interval.confidence:.0f}% interval, {interval.method}, "
+                          f"{interval.resamples} resamples)", highlight=False)
         console.print(_training(record), highlight=False)
         console.print(_cost(record))
         console.print(_per_class_iou(record))
     console.print(_files(Path(cell_dir), record))
 
 
-def _configuration(config: dict[str, Any]) -> Table:
-    """One row per part of the resolved configuration; nested options as key=value."""
+def _configuration(config: CellConfig) -> Table:
+    """One row per part of the resolved configuration, as stored; nested options as key=value."""
     table = Table("", "", title="configuration", title_justify="left", show_header=False, box=None, padding=(0, 1))
-    for key, value in config.items():
+    for key, value in config.to_json().items():
         if isinstance(value, dict):
             value = " ".join(f"{k}={_flat(v)}" for k, v in value.items())
         table.add_row(f"[bold]{key}[/bold]", _flat(value))
@@ -69,7 +70,7 @@ def _flat(value: Any) -> str:
     return str(value)
 
 
-def _numbers(record: dict[str, Any], from_matrix: bool, title: str) -> Table:
+def _numbers(record: Record, from_matrix: bool, title: str) -> Table:
     """The catalogue's metrics (or its cost and timing fields) that the record has, formatted as reports show them."""
     from segbench.metrics.catalogue import CATALOGUE
     from segbench.records.rows import record_row
@@ -89,19 +90,20 @@ def _numbers(record: dict[str, Any], from_matrix: bool, title: str) -> Table:
     return table
 
 
-def _cost(record: dict[str, Any]) -> Table:
+def _cost(record: Record) -> Table:
     return _numbers(record, from_matrix=False, title="cost")
 
 
-def _training(record: dict[str, Any]) -> str:
+def _training(record: Record) -> str:
     from segbench.records.rows import selection_text
 
-    history = record.get("history") or []
+    history = record.history or []
     if not history:
         return "training: no history recorded"
     last = history[-1]
-    return (f"training: {len(history)} epochs, {last.get('iterations')} iterations, final train loss "
-            f"{last.get('train_loss', float('nan')):.4f}; reported weights: {selection_text(record)}")
+    loss = last.train_loss if last.train_loss is not None else float("nan")
+    return (f"training: {len(history)} epochs, {last.iterations} iterations, final train loss {loss:.4f}; "
+            f"reported weights: {selection_text(record)}")
 
 
 def iou_bar(value: float | None, width: int = BAR_WIDTH) -> str:
@@ -112,9 +114,10 @@ def iou_bar(value: float | None, width: int = BAR_WIDTH) -> str:
     return "█" * (eighths // 8) + (EIGHTHS[eighths % 8] if eighths % 8 else "")
 
 
-def _per_class_iou(record: dict[str, Any]) -> Table:
-    classes = (record.get("dataset") or {}).get("classes") or []
-    ious = ((record.get("metrics") or {}).get("per_class") or {}).get("iou") or []
+def _per_class_iou(record: Record) -> Table:
+    classes = record.dataset.classes if record.dataset else []
+    per_class = record.metrics.per_class if record.metrics else None
+    ious = per_class.iou if per_class else []
     table = Table("class", "IoU", "", title="per-class IoU (val split)", title_justify="left", box=None,
                   padding=(0, 1))
     for index, iou in enumerate(ious):
@@ -125,14 +128,14 @@ def _per_class_iou(record: dict[str, Any]) -> Table:
     return table
 
 
-def _files(cell_dir: Path, record: dict[str, Any]) -> Table:
+def _files(cell_dir: Path, record: Record) -> Table:
+    from segbench.records.cells import checkpoint_path
     from segbench.records.paths import (
         EXAMPLES_DIR,
         RECORD_FILE,
         TASK_FILE,
         TRAIN_STATE_FILE,
         WORKER_LOG_FILE,
-        checkpoint_path,
         tensorboard_run,
     )
 

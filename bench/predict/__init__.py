@@ -8,7 +8,6 @@ tests/test_import_rules.py).
 """
 
 from segbench.predict.prediction import MANIFEST_FILE, Prediction, predict
-from segbench.predict.trained import TrainedCell, load_trained_cell, read_cell_record
+from segbench.predict.trained import TrainedCell, load_trained_cell
 
-__all__ = ["MANIFEST_FILE", "Prediction", "TrainedCell", "load_trained_cell", "predict",
-           "read_cell_record"]
+__all__ = ["MANIFEST_FILE", "Prediction", "TrainedCell", "load_trained_cell", "predict"]

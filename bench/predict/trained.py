@@ -1,7 +1,7 @@
 """A trained cell from its folder: its record, its checkpoint loaded into its architecture, its evaluation transform.
 
-Everything `segbench predict` and `segbench show` need to know about a cell comes from the cell folder alone (the
-record is the source of truth); nothing is read from the grid file or the dataset.
+Everything `segbench predict` needs to know about a cell comes from the cell folder alone (the record, found and
+read by segbench.records.cells, is the source of truth); nothing is read from the grid file or the dataset.
 """
 
 from __future__ import annotations
@@ -14,28 +14,11 @@ import torch
 from pydantic import ValidationError
 
 from segbench.devices import autocast_context, autocast_dtype
-from segbench.errors import CheckpointError, ConfigError
-from segbench.records.paths import CELLS_DIR, RECORD_FILE, checkpoint_path
-from segbench.records.store import STATUS_OK, read_record
-
-
-def read_cell_record(cell_dir: Path) -> dict[str, Any]:
-    """The record of the cell folder `cell_dir`; ConfigError (one sentence) when the folder is not a cell."""
-    cell_dir = Path(cell_dir)
-    if (cell_dir / RECORD_FILE).is_file():
-        return read_record(cell_dir / RECORD_FILE)
-    if not cell_dir.is_dir():
-        raise ConfigError(f"{cell_dir} does not exist; pass a cell folder such as <results>/{CELLS_DIR}/<cell id>.")
-    cells = sorted(path.parent.name for path in (cell_dir / CELLS_DIR).glob(f"*/{RECORD_FILE}"))
-    if cells:
-        raise ConfigError(
-            f"{cell_dir} is a results folder, not a cell folder; pass one of its {len(cells)} cells, e.g. "
-            f"{cell_dir / CELLS_DIR / cells[0]}."
-        )
-    raise ConfigError(
-        f"{cell_dir} is not a cell folder (it has no {RECORD_FILE}); pass a folder such as "
-        f"<results>/{CELLS_DIR}/<cell id> written by `segbench run`."
-    )
+from segbench.errors import CheckpointError
+from segbench.records.cells import checkpoint_path, read_cell_record
+from segbench.records.paths import RECORD_FILE
+from segbench.records.schema import DatasetInfo, Record
+from segbench.records.store import STATUS_OK
 
 
 @dataclass
@@ -43,7 +26,7 @@ class TrainedCell:
     """A cell ready to predict: the model in eval mode on `device`, and how its evaluation prepared inputs."""
 
     cell_dir: Path
-    record: dict[str, Any]
+    record: Record
     cell: Any  # segbench.grid.cells.Cell
     model: torch.nn.Module
     device: torch.device
@@ -65,22 +48,34 @@ class TrainedCell:
         return autocast_context(self.device, self.autocast_dtype)
 
 
-def trained_record(cell_dir: Path) -> dict[str, Any]:
+def trained_record(cell_dir: Path) -> Record:
     """The record of a cell that trained successfully and kept its checkpoint; CheckpointError otherwise."""
     record = read_cell_record(cell_dir)
-    if record.get("status") != STATUS_OK:
-        error = record.get("error") or {}
+    if record.status != STATUS_OK:
+        error = record.error
+        reason = f"{error.kind}: {error.message}" if error else "no error kind: no message"
         raise CheckpointError(
-            f"cell {record.get('cell_id', Path(cell_dir).name)} has status '{record.get('status')}' "
-            f"({error.get('kind', 'no error kind')}: {error.get('message', 'no message')}) and no trained model to "
-            "predict with; run its grid again (with --retry-failed) or pick a cell whose status is ok."
+            f"cell {record.cell_id} has status '{record.status}' ({reason}) and no trained model to predict with; "
+            "run its grid again (with --retry-failed) or pick a cell whose status is ok."
         )
     weights = checkpoint_path(cell_dir, record)
     if not weights.is_file():
         raise CheckpointError(
-            f"cell {record['cell_id']} has no checkpoint {weights}; run its grid again with --force to retrain it."
+            f"cell {record.cell_id} has no checkpoint {weights}; run its grid again with --force to retrain it."
         )
     return record
+
+
+def prediction_dataset(record: Record, cell_dir: Path) -> DatasetInfo:
+    """The record's dataset section with what prediction needs (classes, palette, ignore index); CheckpointError
+    for a record that lacks them."""
+    dataset = record.dataset
+    if dataset is None or dataset.palette is None or dataset.ignore_index is None:
+        raise CheckpointError(
+            f"{cell_dir / RECORD_FILE} does not name its dataset's classes, palette and ignore index; retrain the "
+            "cell with this segbench version to predict with it."
+        )
+    return dataset
 
 
 def load_trained_cell(cell_dir: Path, device: torch.device) -> TrainedCell:
@@ -93,15 +88,15 @@ def load_trained_cell(cell_dir: Path, device: torch.device) -> TrainedCell:
     record = trained_record(cell_dir)
     weights = checkpoint_path(cell_dir, record)
     try:
-        cell = Cell.model_validate(record["config"])
+        cell = Cell.model_validate(record.config.to_json())
     except ValidationError as exc:  # a record written by a segbench whose configuration had other fields
         raise CheckpointError(
             f"the configuration in {cell_dir / RECORD_FILE} does not match this segbench version "
             f"({exc.error_count()} problem(s), the first at {'.'.join(map(str, exc.errors()[0]['loc']))}); "
             "predict with the segbench version that trained the cell."
         ) from None
-    dataset = record["dataset"]
-    model = build_model(cell.model, encoder=cell.encoder, classes=len(dataset["classes"]), encoder_weights=None)
+    dataset = prediction_dataset(record, cell_dir)
+    model = build_model(cell.model, encoder=cell.encoder, classes=len(dataset.classes), encoder_weights=None)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
@@ -112,6 +107,6 @@ def load_trained_cell(cell_dir: Path, device: torch.device) -> TrainedCell:
         ) from None
     model.to(device).eval()
     transform = EvalTransform(size=tuple(cell.eval.size) if cell.eval.size else None,
-                              pad_multiple=MODELS.get(cell.model).pad_multiple, ignore_index=dataset["ignore_index"])
-    return TrainedCell(cell_dir, record, cell, model, device, transform, list(dataset["classes"]),
-                       [list(colour) for colour in dataset["palette"]], int(dataset["ignore_index"]))
+                              pad_multiple=MODELS.get(cell.model).pad_multiple, ignore_index=dataset.ignore_index)
+    return TrainedCell(cell_dir, record, cell, model, device, transform, list(dataset.classes),
+                       [list(colour) for colour in dataset.palette], dataset.ignore_index)

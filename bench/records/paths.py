@@ -46,16 +46,6 @@ def grids_dir(results: Path) -> Path:
     return Path(results) / GRIDS_DIR
 
 
-def checkpoint_path(cell_folder: Path, record: dict | None = None) -> Path:
-    """The selected weights of a cell folder: the file its record names, else model.pt, else an older best.pt."""
-    folder = Path(cell_folder)
-    named = (record or {}).get("checkpoint")
-    for name in ([named] if named else []) + [CHECKPOINT_FILE, LEGACY_CHECKPOINT_FILE]:
-        if (folder / name).is_file():
-            return folder / name
-    return folder / (named or CHECKPOINT_FILE)
-
-
 def tensorboard_run(cell_folder: Path) -> dict[str, str] | None:
     """{"log_dir", "run"} of a cell logged with `segbench run --tensorboard`, or None (not logged, or unreadable)."""
     import json
