@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from segbench.colours import colourise
 from segbench.errors import ConfigError
+from segbench.records.schema import Record
 
 FORMATS = ("trainids", "labelids", "color")
 PNG_COMPRESS_LEVEL = 1  # fast zlib: writing is timed, and level 6 is several times slower for a few % smaller files
@@ -31,26 +32,27 @@ def check_format(label_format: str) -> None:
         raise ConfigError(f"--format '{label_format}' is unknown; use one of {', '.join(FORMATS)}.")
 
 
-def label_value_table(record: dict[str, Any], label_format: str) -> np.ndarray | None:
+def label_value_table(record: Record, label_format: str) -> np.ndarray | None:
     """uint8 [256]: class index -> the value written for it (None for `color`); ConfigError when not writable.
 
     For `labelids` the table inverts the dataset's own label-file mapping (value -> class), so what predict writes is
     read back by the same table `segbench evaluate` uses.
     """
     check_format(label_format)
-    num_classes = len(record["dataset"]["classes"])
+    classes = record.dataset.classes
+    num_classes = len(classes)
     if label_format == "color":
         return None
     table = np.zeros(256, dtype=np.uint8)
     if label_format == "trainids":
         table[:num_classes] = np.arange(num_classes)
         return table
-    mapping = _label_file_mapping(record["config"]["dataset"]["name"], record["config"]["dataset"]["params"])
+    mapping = _label_file_mapping(record.config.dataset.name, record.config.dataset.params)
     for index in range(num_classes):
         values = np.flatnonzero(mapping.valid & (mapping.lut == index))
         if values.size == 0:
             raise ConfigError(
-                f"class {record['dataset']['classes'][index]!r} has no label id in this dataset's label files; "
+                f"class {classes[index]!r} has no label id in this dataset's label files; "
                 "use --format trainids."
             )
         table[index] = values[0]

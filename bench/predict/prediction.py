@@ -36,7 +36,7 @@ from segbench.errors import ConfigError
 from segbench.predict.inputs import Frame, InputPlan, plan_input, read_frames
 from segbench.predict.outputs import Overlay, VideoWriter, encode_labels, label_value_table, resize_to, write_png
 from segbench.predict.timing import FrameTimes, TimingSplit
-from segbench.predict.trained import TrainedCell, load_trained_cell, trained_record
+from segbench.predict.trained import TrainedCell, load_trained_cell, prediction_dataset, trained_record
 from segbench.records.store import now_iso
 
 LABELS_DIR = "labels"
@@ -84,12 +84,12 @@ def predict(cell_dir: Path, input_path: Path, out: Path, label_format: str = "tr
     torch_device = torch.device(resolve_device(device))
     # The cheap checks first, so that a typo is reported at once and not after loading the model.
     record = trained_record(cell_dir)
+    dataset = prediction_dataset(record, cell_dir)
     table = label_value_table(record, label_format)
     plan = plan_input(input_path)
     out = Path(out)
     _check_out(out, plan, force)
-    dataset = record["dataset"]
-    painter = Overlay(dataset["classes"], dataset["palette"], dataset["ignore_index"], alpha,
+    painter = Overlay(dataset.classes, dataset.palette, dataset.ignore_index, alpha,
                       fixed_legend=plan.is_video) if overlay or plan.is_video else None
     trained = load_trained_cell(cell_dir, torch_device)
     batch_size = batch_size or trained.cell.eval.batch_size
@@ -222,7 +222,7 @@ def _manifest(trained: TrainedCell, plan: InputPlan, label_format: str, overlay:
     summary = timing.summary()
     return {
         "written_at": now_iso(),
-        "cell_id": trained.record["cell_id"],
+        "cell_id": trained.record.cell_id,
         "cell_dir": str(trained.cell_dir),
         "checkpoint": str(trained.checkpoint),
         "input": {"path": str(plan.source), "kind": "video" if plan.is_video else "images", "fps": plan.fps},
