@@ -27,11 +27,14 @@ import math
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from segbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from segbench.records.schema import Record
 
 INSTALL_HINT = "pip install 'segbench[tensorboard]'"
 FLUSH_SECONDS = 10  # events reach the files at least this often, so curves move while a cell trains
@@ -91,28 +94,28 @@ class TensorBoardLog:
             _scalar(writer, f"val_iou/{name.replace(' ', '_')}", iou, step)
         writer.flush()  # an epoch is rare and worth seeing at once
 
-    def on_record(self, cell_id: str, record: dict[str, Any], cell_dir: Path) -> None:
+    def on_record(self, cell_id: str, record: Record, cell_dir: Path) -> None:
         """Log the finished cell's status and up to `max_examples` example predictions as images."""
         from PIL import Image
 
         from segbench.colours import colourise
 
         writer = self._writer(cell_id)
-        error = record.get("error") or {}
-        status = f"{record.get('status')}" + (f" ({error.get('kind')}: {error.get('message')})" if error else "")
-        step = self._steps.get(cell_id, (record.get("timing") or {}).get("iterations") or 0)
+        error = record.error
+        status = record.status + (f" ({error.kind}: {error.message})" if error else "")
+        step = self._steps.get(cell_id, (record.timing.iterations if record.timing else None) or 0)
         writer.add_text("status", status, step)
-        dataset = record.get("dataset") or {}
-        for example in (record.get("examples") or [])[: self.max_examples]:
-            paths = [Path(cell_dir) / example[kind] for kind in ("image", "label", "pred")]
+        dataset = record.dataset
+        examples = (record.examples or [])[: self.max_examples] if dataset else []
+        for example in examples:
+            paths = [Path(cell_dir) / name for name in (example.image, example.label, example.pred)]
             if not all(path.is_file() for path in paths):
                 continue
             image, label, pred = (np.asarray(Image.open(path)) for path in paths)
-            pictures = [image] + [colourise(values, dataset["palette"], dataset["ignore_index"])
-                                  for values in (label, pred)]
+            pictures = [image] + [colourise(values, dataset.palette, dataset.ignore_index) for values in (label, pred)]
             gap = np.full((image.shape[0], PANEL_GAP, 3), 255, dtype=np.uint8)
             panel = np.concatenate([pictures[0], gap, pictures[1], gap, pictures[2]], axis=1)
-            writer.add_image(f"examples/{example['rank']}-{example['sample_id']}", panel, step, dataformats="HWC")
+            writer.add_image(f"examples/{example.rank}-{example.sample_id}", panel, step, dataformats="HWC")
         writer.flush()
 
     def close(self) -> None:
@@ -164,7 +167,7 @@ class TensorBoardView:
     def note(self, text: str) -> None:
         self.display.note(text)
 
-    def finished(self, cell: Any, record: dict[str, Any]) -> None:
+    def finished(self, cell: Any, record: Record) -> None:
         from segbench.records.paths import cell_dir
 
         self.display.finished(cell, record)

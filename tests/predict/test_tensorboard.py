@@ -11,6 +11,7 @@ import pytest
 from segbench.errors import ConfigError
 from segbench.execution.tensorboard import PANEL_GAP, TensorBoardLog
 from segbench.records.paths import cell_dir, tensorboard_run
+from segbench.records.schema import as_record
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
@@ -43,7 +44,7 @@ def test_scalars_for_every_epoch_and_example_images(written_cell, tmp_path):
     log.cell_started(cell_id, CLASSES)
     for event in scripted_events():
         log.on_event(cell_id, event)
-    log.on_record(cell_id, written_cell.record, written_cell.cell_dir)
+    log.on_record(cell_id, as_record(written_cell.record), written_cell.cell_dir)  # typed, as the runner passes it
     log.on_event("other-cell", {"event": "step", "epoch": 1, "iteration": 1, "loss": 1.0})  # no class names given
     log.close()
 
@@ -92,6 +93,7 @@ def test_the_run_view_feeds_the_display_and_the_log(tmp_path):
     from segbench.execution.tensorboard import TensorBoardView
     from segbench.grid.cells import expand
     from segbench.grid.load import parse_grid
+    from segbench.records.store import new_record
 
     cell = expand(parse_grid({
         "datasets": [{"name": "synthetic", "params": {"n_train": 8, "n_val": 4, "height": 64, "width": 128}}],
@@ -103,7 +105,7 @@ def test_the_run_view_feeds_the_display_and_the_log(tmp_path):
     view.started(cell)
     for event in scripted_events():
         view.event(cell, event)
-    view.finished(cell, {"status": "ok", "examples": []})
+    view.finished(cell, new_record(cell, "ok", examples=[]))
     view.end()
     assert display.calls[:2] == ["begin", "started"] and display.calls[-2:] == ["finished", "end"]
     accumulator = EventAccumulator(str(tmp_path / "tb" / cell.id))
