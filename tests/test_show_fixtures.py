@@ -59,9 +59,6 @@ def test_reading_a_cell_record_does_not_import_torch():
                       "assert checkpoint_path(sys.argv[1], record).name == 'best.pt'")
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="segbench.records.rows imports segbench.metrics.compute, which imports torch "
-                                       "(`from torch import Tensor` for one isinstance check)")
 def test_segbench_show_does_not_import_torch():
     run_without_torch("import sys\n"
                       "from typer.testing import CliRunner\n"

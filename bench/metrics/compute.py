@@ -7,10 +7,12 @@ returns is reported (direction, unit, label, format). The definitions are writte
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import Tensor
+
+if TYPE_CHECKING:  # torch is imported by the callers that pass tensors; readers of records do not load it
+    from torch import Tensor
 
 # Macro mean -> the per-class metric it averages over the classes where that metric is defined.
 MACRO_MEANS: dict[str, str] = {"miou": "iou", "mdice": "dice", "mprecision": "precision", "mrecall": "recall"}
@@ -36,7 +38,7 @@ def compute_metrics(matrix: Tensor | np.ndarray) -> dict[str, Any]:
     Returns plain floats, ints and lists; undefined values are float('nan'). Macro means run over the classes that
     occur in the ground truth or the prediction; see docs/metrics.md for every formula.
     """
-    if isinstance(matrix, Tensor):
+    if hasattr(matrix, "detach"):  # a torch tensor
         matrix = matrix.detach().cpu().numpy()
     matrix = np.asarray(matrix)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
