@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import yaml
-from pydantic import ValidationError
 
 from segbench.analysis import tables
 from segbench.analysis.effects import (
@@ -33,10 +31,10 @@ from segbench.analysis.effects import (
 )
 from segbench.analysis.seeds import top_configurations
 from segbench.errors import ConfigError
-from segbench.grid.schema import LossSpec
 from segbench.metrics.catalogue import METRICS
-from segbench.records.paths import grids_dir
+from segbench.records.grids import grid_axis_order, newest_grid_file
 from segbench.records.rows import rows_frame
+from segbench.records.schema import Record
 
 if TYPE_CHECKING:
     from segbench.analysis.writer import ReportWriter
@@ -80,37 +78,7 @@ class Comparisons:
         return pd.concat(frames, ignore_index=True)[COLUMNS] if frames else pd.DataFrame(columns=COLUMNS)
 
 
-def newest_grid_file(results: Path) -> Path | None:
-    files = sorted(grids_dir(results).glob("*.yaml"), key=lambda path: path.stat().st_mtime)
-    return files[-1] if files else None
-
-
-def _loss_key(entry: Any) -> str:
-    """A saved grid's loss entry as cells name it (LossSpec.key); the id or name if it no longer validates."""
-    if isinstance(entry, str):
-        return entry
-    try:
-        return LossSpec.model_validate(entry).key
-    except (ValidationError, ValueError, TypeError):
-        return str(entry.get("id") or entry.get("name")) if isinstance(entry, dict) else str(entry)
-
-
-def grid_axis_order(path: Path | None) -> dict[str, list[str]]:
-    """{axis: values in the grid file's order} of a resolved grid; {} when there is none or it cannot be read."""
-    if path is None:
-        return {}
-    try:
-        grid = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    if not isinstance(grid, dict):
-        return {}
-    return {"model": [str(v) for v in grid.get("models") or []],
-            "encoder": [str(v) for v in grid.get("encoders") or []],
-            "loss": [_loss_key(v) for v in grid.get("losses") or []]}
-
-
-def comparison_cells(records: list[dict[str, Any]]) -> pd.DataFrame:
+def comparison_cells(records: list[Record]) -> pd.DataFrame:
     """One row per cell: the cell key and the compared metrics as floats (NaN where missing)."""
     frame = rows_frame(records)[[*CELL_KEY, *DEFAULT_METRICS]]
     for metric in DEFAULT_METRICS:
@@ -118,7 +86,7 @@ def comparison_cells(records: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def compute_comparisons(results: Path, records: list[dict[str, Any]], seed_frame: pd.DataFrame,
+def compute_comparisons(results: Path, records: list[Record], seed_frame: pd.DataFrame,
                         options: ComparisonOptions) -> Comparisons:
     """Main and conditional effects over all ok cells, and pairs of each dataset's `options.top` configurations by
     mean mIoU; each metric's direction comes from the catalogue."""

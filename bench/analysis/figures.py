@@ -6,9 +6,9 @@ would collide (scatter plots) points carry numbers and a key beside the axes nam
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -19,13 +19,15 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from segbench.atomic import atomic_write_bytes  # noqa: E402
 from segbench.colours import CORRECT_COLOUR, IGNORE_COLOUR, WRONG_COLOUR, colourise, error_map  # noqa: E402
 from segbench.records.rows import record_row  # noqa: E402
+from segbench.records.schema import DatasetInfo, Record  # noqa: E402
 
 DPI = 110
 
 
-def _label(record: dict[str, Any]) -> str:
+def _label(record: Record) -> str:
     return record_row(record)["label"]
 
 
@@ -48,7 +50,7 @@ def pareto_front(xs: list[float], ys: list[float]) -> list[int]:
     return front
 
 
-def pareto_figure(records: list[dict[str, Any]], path: Path, title: str) -> Path | None:
+def pareto_figure(records: list[Record], path: Path, title: str) -> Path | None:
     """mIoU against latency (batch 1) and against GMACs, with the Pareto front drawn and its cells named."""
     rows = [(row["label"], row) for row in map(record_row, records)]
     axes_spec = [("latency_ms_p50", "latency p50 at batch 1 (ms)"), ("gmacs", "GMACs at batch 1")]
@@ -124,7 +126,7 @@ def per_class_heatmap(frame, path: Path, title: str) -> Path:
     return _save(figure, path)
 
 
-def iou_vs_share_figure(records: list[dict[str, Any]], best: dict[str, Any], classes: list[str], path: Path,
+def iou_vs_share_figure(records: list[Record], best: Record, classes: list[str], path: Path,
                         title: str) -> Path:
     """IoU of each class against its share of ground-truth pixels (log scale): one point per class of the best
     cell, named; the other cells' points in grey."""
@@ -169,30 +171,29 @@ def place_labels(figure: plt.Figure, axis: plt.Axes, items: list[tuple[str, floa
                           arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.55", "shrinkA": 0, "shrinkB": 2})
 
 
-def _share_and_iou(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    per_class = (record.get("metrics") or {}).get("per_class") or {}
-    share = np.array([math.nan if v is None else v for v in per_class.get("gt_share") or []], dtype=float)
-    iou = np.array([math.nan if v is None else v * 100 for v in per_class.get("iou") or []], dtype=float)
+def _share_and_iou(record: Record) -> tuple[np.ndarray, np.ndarray]:
+    per_class = record.metrics.per_class if record.metrics else None
+    share = np.array([math.nan if v is None else v for v in (per_class.gt_share if per_class else [])], dtype=float)
+    iou = np.array([math.nan if v is None else v * 100 for v in (per_class.iou if per_class else [])], dtype=float)
     keep = share > 0  # classes absent from the ground truth have no place on a log axis
     return share[keep], iou[keep]
 
 
-def training_curves_figure(records: list[dict[str, Any]], path: Path, title: str) -> Path:
+def training_curves_figure(records: list[Record], path: Path, title: str) -> Path:
     """Training loss and val mIoU per epoch, one line per cell."""
     figure, (loss_axis, miou_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
     colours = plt.get_cmap("tab10" if len(records) <= 10 else "tab20")
     for index, record in enumerate(records):
-        history = record.get("history") or []
+        history = record.history or []
         colour = colours(index % colours.N)
-        epochs = [h["epoch"] for h in history]
-        loss_axis.plot(epochs, [h.get("train_loss") for h in history], "-o", ms=4, color=colour,
-                       label=_label(record))
-        evaluated = [h for h in history if h.get("val_miou") is not None]
-        miou_axis.plot([h["epoch"] for h in evaluated], [h["val_miou"] * 100 for h in evaluated], "-o", ms=4,
+        epochs = [h.epoch for h in history]
+        loss_axis.plot(epochs, [h.train_loss for h in history], "-o", ms=4, color=colour, label=_label(record))
+        evaluated = [h for h in history if h.val_miou is not None]
+        miou_axis.plot([h.epoch for h in evaluated], [h.val_miou * 100 for h in evaluated], "-o", ms=4,
                        color=colour)
     loss_axis.set(xlabel="epoch", ylabel="training loss (mean over the epoch)", title="training loss")
     miou_axis.set(xlabel="epoch", ylabel="val mIoU (%)", title="val mIoU")
-    last_epoch = max((h["epoch"] for r in records for h in r.get("history") or []), default=1)
+    last_epoch = max((h.epoch for r in records for h in r.history or []), default=1)
     for axis in (loss_axis, miou_axis):
         axis.grid(alpha=0.3)
         axis.set_xlim(0.5, last_epoch + 0.5)
@@ -206,9 +207,9 @@ def training_curves_figure(records: list[dict[str, Any]], path: Path, title: str
     return _save(figure, path)
 
 
-def confusion_figure(record: dict[str, Any], classes: list[str], path: Path, title: str) -> Path:
+def confusion_figure(record: Record, classes: list[str], path: Path, title: str) -> Path:
     """Row-normalised confusion matrix (rows: ground truth) of one cell, with class names."""
-    matrix = np.asarray(record["confusion_matrix"], dtype=np.float64)
+    matrix = np.asarray(record.confusion_matrix, dtype=np.float64)
     totals = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, totals, out=np.full_like(matrix, np.nan), where=totals > 0)
     size = max(6.0, 0.42 * len(classes) + 2.5)
@@ -230,32 +231,32 @@ def confusion_figure(record: dict[str, Any], classes: list[str], path: Path, tit
     return _save(figure, path)
 
 
-def examples_figure(record: dict[str, Any], cell_dir: Path, path: Path, title: str) -> Path | None:
+def examples_figure(record: Record, cell_dir: Path, path: Path, title: str) -> Path | None:
     """image | ground truth | prediction | error map for the best and worst val images saved with the cell."""
     from PIL import Image
 
-    examples = [e for e in record.get("examples") or [] if all((cell_dir / e[k]).is_file()
-                                                                for k in ("image", "label", "pred"))]
+    examples = [e for e in record.examples or [] if all((cell_dir / name).is_file()
+                                                         for name in (e.image, e.label, e.pred))]
     if not examples:
         return None
-    dataset = record.get("dataset") or {}
-    palette, ignore = dataset.get("palette") or [], dataset.get("ignore_index", 255)
-    first = np.asarray(Image.open(cell_dir / examples[0]["image"]))
+    dataset = record.dataset or DatasetInfo(name="", classes=[])
+    palette = dataset.palette or []
+    ignore = 255 if dataset.ignore_index is None else dataset.ignore_index
+    first = np.asarray(Image.open(cell_dir / examples[0].image))
     aspect = first.shape[1] / first.shape[0]
     figure, axes = plt.subplots(len(examples), 4, figsize=(4 * 2.4 * min(aspect, 2.5), 2.5 * len(examples) + 0.8),
                                 squeeze=False)
     for row, example in zip(axes, examples, strict=True):
-        image = np.asarray(Image.open(cell_dir / example["image"]).convert("RGB"))
-        label = np.asarray(Image.open(cell_dir / example["label"]))
-        pred = np.asarray(Image.open(cell_dir / example["pred"]))
+        image = np.asarray(Image.open(cell_dir / example.image).convert("RGB"))
+        label = np.asarray(Image.open(cell_dir / example.label))
+        pred = np.asarray(Image.open(cell_dir / example.pred))
         panels = [image, colourise(label, palette, ignore), colourise(pred, palette, ignore),
                   error_map(label, pred, ignore)]
         for axis, panel in zip(row, panels, strict=True):
             axis.imshow(panel, interpolation="nearest")
             axis.set_xticks([])
             axis.set_yticks([])
-        row[0].set_ylabel(f"{example['rank']}\n{example['sample_id']}\nacc {example['pixel_accuracy'] * 100:.1f}%",
-                          fontsize=8)
+        row[0].set_ylabel(f"{example.rank}\n{example.sample_id}\nacc {example.pixel_accuracy * 100:.1f}%", fontsize=8)
     for axis, name in zip(axes[0], ("image", "ground truth", "prediction", "error map"), strict=True):
         axis.set_title(name, fontsize=10)
     legend = [Patch(color=np.array(CORRECT_COLOUR) / 255, label="correct"),
@@ -265,3 +266,24 @@ def examples_figure(record: dict[str, Any], cell_dir: Path, path: Path, title: s
     figure.suptitle(f"{title}: {_label(record)}, best and worst val images by pixel accuracy", fontsize=10)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
     return _save(figure, path)
+
+
+def class_share_figure(path: Path, dataset: str, classes: tuple[str, ...], shares: dict[str, np.ndarray]) -> Path:
+    """`segbench data stats --plot`: a horizontal bar chart of each class's share of the labelled pixels (%) per
+    split (`shares`: split -> fractions [C]), written atomically as PNG."""
+    figure, axis = plt.subplots(figsize=(7, 1.5 + 0.3 * len(classes)))
+    height = 0.8 / max(len(shares), 1)
+    positions = np.arange(len(classes))
+    for offset, (split, values) in enumerate(shares.items()):
+        axis.barh(positions + offset * height, np.asarray(values) * 100, height=height, label=split)
+    axis.set_yticks(positions + height * (len(shares) - 1) / 2, classes)
+    axis.invert_yaxis()
+    axis.set_xlabel("share of labelled pixels (%)")
+    axis.set_title(f"{dataset}: class pixel shares")
+    axis.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path

@@ -20,13 +20,14 @@ import segbench
 from segbench.analysis import figures, tables
 from segbench.analysis.effects_section import ComparisonOptions, compute_comparisons, write_comparison_section
 from segbench.analysis.seeds import seed_statistics_frame, write_seed_section
-from segbench.analysis.summary import select_latest
+from segbench.analysis.summary import Selection, latency_conditions, select_latest
 from segbench.analysis.writer import ReportWriter
 from segbench.errors import ConfigError
 from segbench.metrics.catalogue import fixed
 from segbench.records.paths import cell_dir, cells_dir, tensorboard_run
 from segbench.records.rows import record_row, selection_text
-from segbench.records.store import STATUS_OK, load_records, now_iso
+from segbench.records.schema import Record
+from segbench.records.store import load_records, now_iso
 
 MICRO_NOTE = (
     "Micro scores pool every pixel over classes, so for single-label predictions micro sensitivity = micro Dice = "
@@ -66,8 +67,8 @@ def write_report(results: Path, out: Path | None = None, options: ComparisonOpti
     if not loaded.records:
         raise ConfigError(f"{results} holds no readable record; run a grid into it first.")
     selection = select_latest(loaded.records)
-    ok = [r for r in selection.records if r["status"] == STATUS_OK]
-    failed = [r for r in selection.records if r["status"] != STATUS_OK]
+    ok = [r for r in selection.records if r.ok]
+    failed = [r for r in selection.records if not r.ok]
     seeds = seed_statistics_frame(ok)
     comparisons = compute_comparisons(results, ok, seeds, options)
     out = Path(out) if out else results / "report"
@@ -79,7 +80,7 @@ def write_report(results: Path, out: Path | None = None, options: ComparisonOpti
                f"Generated {now_iso()} from the records in `{results}` alone: {len(selection.records)} cells "
                f"({len(ok)} ok, {len(failed)} not ok), {len(selection.superseded)} superseded records, "
                f"{len(loaded.unreadable)} unreadable. Regenerate with `segbench report {results}`.")
-    datasets: dict[str, list[dict[str, Any]]] = {}
+    datasets: dict[str, list[Record]] = {}
     for record in ok:
         datasets.setdefault(record_row(record)["dataset"] or "unknown", []).append(record)
     writer.add("## Contents", *[f"- [{name}](#dataset-{tables.file_slug(name).lower()})" for name in datasets],
@@ -100,18 +101,18 @@ def write_report(results: Path, out: Path | None = None, options: ComparisonOpti
     return report
 
 
-def _dataset_sections(writer: ReportWriter, name: str, records: list[dict[str, Any]]) -> None:
+def _dataset_sections(writer: ReportWriter, name: str, records: list[Record]) -> None:
     slug = tables.file_slug(name)
     rows = [record_row(record) for record in records]
     best_index = max(range(len(records)), key=lambda i: rows[i]["miou"] if rows[i]["miou"] is not None else -1)
     best, best_row = records[best_index], rows[best_index]
-    classes = (best.get("dataset") or {}).get("classes") or [str(i) for i in range(len(best["confusion_matrix"]))]
-    conditions = ((best.get("cost") or {}).get("latency") or {}).get("conditions") or {}
-    writer.add(f"## Dataset: {name}", f"{len(records)} cells; best by val mIoU: `{best['slug']}`.")
+    classes = (best.dataset.classes if best.dataset else None) or [str(i) for i in range(len(best.confusion_matrix))]
+    conditions = latency_conditions(best)
+    writer.add(f"## Dataset: {name}", f"{len(records)} cells; best by val mIoU: `{best.slug}`.")
     timing = ("Latency: median at batch 1; throughput at batch "
-              f"{best_row['batch_n']}; measured on {conditions.get('device', '?')} "
-              f"({conditions.get('device_type', '?')}, threads: {conditions.get('threads', '?')}, autocast: "
-              f"{conditions.get('autocast') or 'off'}); absolute times on a shared machine swing with its load, the "
+              f"{best_row['batch_n']}; measured on {_or_unknown(conditions.device)} "
+              f"({_or_unknown(conditions.device_type)}, threads: {_or_unknown(conditions.threads)}, autocast: "
+              f"{conditions.autocast or 'off'}); absolute times on a shared machine swing with its load, the "
               "latency ratio in the cost table below much less. "
               f"{latency_worth(rows)} Peak memory: one training step / one inference batch "
               "(CPU: resident-set increase of a fresh process; CUDA: peak allocated)." if conditions else
@@ -135,16 +136,16 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[dict[str, A
                   "per-class IoU heatmap")
     writer.figure(figures.iou_vs_share_figure(records, best, classes, writer.figures_dir / f"{slug}-iou-vs-share.png",
                                               name), "IoU vs class pixel share")
-    writer.add(f"### Best cell: {best['slug']}", f"Reported weights: {selection_text(best)}.")
+    writer.add(f"### Best cell: {best.slug}", f"Reported weights: {selection_text(best)}.")
     writer.figure(figures.confusion_figure(best, classes, writer.figures_dir / f"{slug}-confusion.png", name),
                   "row-normalised confusion matrix")
-    examples = figures.examples_figure(best, cell_dir(writer.results, best["cell_id"]),
+    examples = figures.examples_figure(best, cell_dir(writer.results, best.cell_id),
                                        writer.figures_dir / f"{slug}-examples.png", name)
     writer.figure(examples, "best and worst val images")
     writer.add("### Training curves")
     writer.figure(figures.training_curves_figure(records, writer.figures_dir / f"{slug}-training.png", name),
                   "training loss and val mIoU per epoch")
-    logged = [run for r in records if (run := tensorboard_run(cell_dir(writer.results, r["cell_id"])))]
+    logged = [run for r in records if (run := tensorboard_run(cell_dir(writer.results, r.cell_id)))]
     if logged:
         log_dirs = sorted({run["log_dir"] for run in logged})
         writer.add(f"TensorBoard logs (per step) of {len(logged)} of these {len(records)} cells, one run per cell "
@@ -158,11 +159,14 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[dict[str, A
                "torchinfo's forward/backward size is an estimate (it ignores parameter-free layers).")
     cost = tables.cost_frame(records)
     writer.table(cost, tables.COST, f"cost-{slug}.csv")
-    skipped = sorted({op for r in records for op in (((r.get("cost") or {}).get("macs") or {}).get("unsupported_ops")
-                                                      or {})})
+    skipped = sorted({op for r in records if r.cost and r.cost.macs for op in r.cost.macs.unsupported_ops})
     if skipped:
         writer.add("Operators fvcore skipped (not in the MAC counts; calls per cell in the CSV): "
                    f"{', '.join(f'`{op}`' for op in skipped)}.")
+
+
+def _or_unknown(value: Any) -> Any:
+    return "?" if value is None else value
 
 
 def latency_worth(rows: list[dict[str, Any]]) -> str:
@@ -187,7 +191,7 @@ def latency_worth(rows: list[dict[str, Any]]) -> str:
     return where + spread
 
 
-def _failed_section(writer: ReportWriter, failed: list[dict[str, Any]], unreadable: list[str]) -> None:
+def _failed_section(writer: ReportWriter, failed: list[Record], unreadable: list[str]) -> None:
     writer.add("## Failed cells")
     if not failed and not unreadable:
         writer.add("None: every cell finished.")
@@ -197,16 +201,16 @@ def _failed_section(writer: ReportWriter, failed: list[dict[str, Any]], unreadab
         writer.add(f"- unreadable record: {message}")
 
 
-def _superseded_section(writer: ReportWriter, selection) -> None:
+def _superseded_section(writer: ReportWriter, selection: Selection) -> None:
     writer.add("## Not comparable")
     if not selection.superseded:
         writer.add("Every slug has one record.")
         return
     writer.add("These older records share a slug with a newer one but were produced under a different configuration "
                "(different config hash); they are not comparable with it and are left out of every table above.")
-    newest = {r["slug"]: r for r in selection.records}
-    rows = [{"cell": r["slug"], "old hash": r["config_hash"], "shown hash": newest[r["slug"]]["config_hash"],
-             "old record written": r.get("written_at")} for r in selection.superseded]
+    newest = {r.slug: r for r in selection.records}
+    rows = [{"cell": r.slug, "old hash": r.config_hash, "shown hash": newest[r.slug].config_hash,
+             "old record written": r.written_at} for r in selection.superseded]
     writer.table(pd.DataFrame(rows), None, None)
 
 

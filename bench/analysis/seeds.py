@@ -22,6 +22,7 @@ from segbench.analysis import tables  # noqa: E402
 from segbench.analysis.statistics import seed_summary  # noqa: E402
 from segbench.metrics.catalogue import METRICS  # noqa: E402
 from segbench.records.rows import rows_frame  # noqa: E402
+from segbench.records.schema import Record  # noqa: E402
 
 if TYPE_CHECKING:
     from segbench.analysis.writer import ReportWriter
@@ -31,7 +32,7 @@ IDENTITY = ("dataset", "model", "encoder", "loss", "configuration", "group", "n"
 DPI = 110
 
 
-def seed_statistics_frame(records: list[dict[str, Any]], metrics: tuple[str, ...] = SEED_METRICS) -> pd.DataFrame:
+def seed_statistics_frame(records: list[Record], metrics: tuple[str, ...] = SEED_METRICS) -> pd.DataFrame:
     """One row per configuration: `IDENTITY` columns (configuration = "model/encoder/loss", seeds = "0,1,2" in seed
     order), then per metric `<m>_mean`, `<m>_sd` (ddof 1), `<m>_ci_low`, `<m>_ci_high` (95 % t interval of the mean
     over seeds; NaN with one seed) and `<m>_values` (per-seed values in seed order, ";"-separated, raw fractions).

@@ -64,9 +64,10 @@ def summary_row(record: Record) -> SummaryRow:
     return SummaryRow.model_construct(**{key: row[key] for key in ROW_FIELDS})
 
 
-def _conditions(record: Record) -> LatencyConditions:
+def latency_conditions(record: Record) -> LatencyConditions | None:
+    """What a record's latency was timed under; None where it was not timed."""
     latency = record.cost.latency if record.cost else None
-    return (latency.conditions if latency else None) or LatencyConditions()
+    return latency.conditions if latency else None
 
 
 def _environment(records: list[Record]) -> SummaryEnvironment:
@@ -74,7 +75,7 @@ def _environment(records: list[Record]) -> SummaryEnvironment:
     measured = next((record for record in records if record.environment), None)
     if measured is None:
         return SummaryEnvironment(platform=None, device=None, threads=None, torch=None, git_commit=None)
-    environment, conditions = measured.environment, _conditions(measured)
+    environment, conditions = measured.environment, latency_conditions(measured) or LatencyConditions()
     return SummaryEnvironment(
         platform=environment.platform,
         device=conditions.device or (environment.device.name if environment.device else None),
@@ -104,7 +105,8 @@ def machines(records: Iterable[Record]) -> dict[str, Machine]:
     """The fingerprints the records' latencies were timed on, by id."""
     found: dict[str, Machine] = {}
     for record in records:
-        machine = _conditions(record).machine
+        conditions = latency_conditions(record)
+        machine = conditions.machine if conditions else None
         if machine is not None and machine.id:
             found.setdefault(machine.id, machine)
     return found

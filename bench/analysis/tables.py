@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from segbench.analysis.summary import latency_conditions
 from segbench.metrics.catalogue import METRICS, MIB, MILLIONS, PERCENT, fixed
 from segbench.records.rows import record_row, rows_frame
+from segbench.records.schema import Environment, LatencyConditions, Record
 
 
 def file_slug(text: str) -> str:
@@ -43,7 +45,7 @@ def metric_column(key: str, header: str | None = None, marked: bool = True) -> C
 CELL = Column("cell", str)
 
 
-def _cells(records: list[dict[str, Any]], columns: Iterable[str], ranked: bool,
+def _cells(records: list[Record], columns: Iterable[str], ranked: bool,
            sources: dict[str, str] | None = None) -> pd.DataFrame:
     """The rows of `records` reduced to `columns` (the row's label shown as "cell"); `sources` maps a column to
     the row key it shows when the two names differ."""
@@ -68,7 +70,7 @@ LEADERBOARD: dict[str, Column] = {
     **{key: metric_column(key) for key in LEADERBOARD_CSV[4:] if key != "iterations_to_90pct"}}
 
 
-def leaderboard_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def leaderboard_frame(records: list[Record]) -> pd.DataFrame:
     """The report's leaderboard: one row per record, best mIoU first, accuracy and cost in raw units."""
     return _cells(records, LEADERBOARD_CSV, ranked=True)
 
@@ -99,16 +101,17 @@ SEED_STYLE_SOURCES = {"micro_accuracy": "pixel_accuracy", "micro_sensitivity": "
                       "macro_sensitivity": "mrecall"}
 
 
-def seed_style_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def seed_style_frame(records: list[Record]) -> pd.DataFrame:
     """Micro scores (pooled over classes, as seed studies report them) next to the macro ones, best mIoU first."""
     return _cells(records, SEED_STYLE, ranked=True, sources=SEED_STYLE_SOURCES)
 
 
-def per_class_iou_frame(records: list[dict[str, Any]], classes: list[str]) -> pd.DataFrame:
+def per_class_iou_frame(records: list[Record], classes: list[str]) -> pd.DataFrame:
     """IoU per class (rows) and cell (columns); NaN where a class is absent from ground truth and prediction."""
     columns = {}
     for record in records:
-        values = ((record.get("metrics") or {}).get("per_class") or {}).get("iou") or []
+        per_class = record.metrics.per_class if record.metrics else None
+        values = per_class.iou if per_class else []
         columns[record_row(record)["label"]] = [math.nan if v is None else v for v in values]
     return pd.DataFrame(columns, index=pd.Index(classes, name="class"))
 
@@ -139,31 +142,31 @@ COST_CSV = ("cell", "params", "params_encoder", "params_decoder", "macs", "gflop
             "iterations_to_90pct", "train_memory_bytes", "inference_memory_bytes", "torchinfo_estimate_bytes")
 
 
-def cost_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def cost_frame(records: list[Record]) -> pd.DataFrame:
     """The cost of each cell in detail (raw units): parameters, MACs, latency, training time, memory."""
     return _cells(records, COST_CSV, ranked=False)
 
 
-def failed_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    rows = [{"cell": r["slug"], "status": r["status"], "kind": (r.get("error") or {}).get("kind"),
-             "error": (r.get("error") or {}).get("message")} for r in records]
+def failed_frame(records: list[Record]) -> pd.DataFrame:
+    rows = [{"cell": r.slug, "status": r.status, "kind": r.error_kind, "error": r.error.message if r.error else None}
+            for r in records]
     return pd.DataFrame(rows, columns=["cell", "status", "kind", "error"])
 
 
-def environment_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def environment_frame(records: list[Record]) -> pd.DataFrame:
     """The distinct environments the records were measured in, with how many cells each."""
     rows = []
     for record in records:
-        env = record.get("environment") or {}
-        packages = env.get("packages") or {}
-        device = ((record.get("cost") or {}).get("latency") or {}).get("conditions") or {}
+        env = record.environment or Environment()
+        packages, device = env.packages, env.device
+        conditions = latency_conditions(record) or LatencyConditions()
         row = {
-            "device": device.get("device") or (env.get("device") or {}).get("name") or record.get("device"),
-            "threads": device.get("threads") or (env.get("device") or {}).get("torch_threads"),
-            "python": env.get("python"), "torch": packages.get("torch"),
+            "device": conditions.device or (device.name if device else None) or record.device,
+            "threads": conditions.threads or (device.torch_threads if device else None),
+            "python": env.python, "torch": packages.get("torch"),
             "smp": packages.get("segmentation-models-pytorch"), "timm": packages.get("timm"),
-            "machine": (device.get("machine") or {}).get("id"),
-            "platform": env.get("platform"), "git commit": env.get("git_commit"),
+            "machine": conditions.machine.id if conditions.machine else None,
+            "platform": env.platform, "git commit": env.git_commit,
         }
         rows.append({key: "-" if value is None else str(value) for key, value in row.items()})
     frame = pd.DataFrame(rows)
