@@ -16,7 +16,6 @@ from pydantic import ValidationError
 
 from segbench.atomic import atomic_write_json
 from segbench.errors import ConfigError
-from segbench.grid.load import describe_validation_error
 from segbench.metrics.catalogue import SUMMARY_FIELDS
 from segbench.records.schema import READABLE_SUMMARY_VERSIONS, SUMMARY_KIND, SUMMARY_VERSION, Summary, SummaryRow
 
@@ -48,6 +47,8 @@ def read_summary(path: Path) -> Summary:
     try:
         return Summary.model_validate(upgrade(document))
     except ValidationError as exc:
+        from segbench.grid.load import describe_validation_error  # loads the loss registry and torch: only here
+
         problem = describe_validation_error(str(path), exc).removesuffix(".")
         raise ConfigError(f"{problem}; regenerate it with `segbench summary` (or `make baseline`).") from None
 
