@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.table import Table
 
 from segbench.cli.common import err_console, user_errors
-from segbench.errors import ConfigError
 
 
 @user_errors
@@ -41,14 +40,12 @@ def run(
 ) -> None:
     """Train and evaluate every cell of GRID_FILE; finished cells are skipped, so an interrupted run resumes."""
     from segbench.analysis.leaderboard import print_leaderboard
+    from segbench.execution.choose import ExecutorChoice
     from segbench.execution.runner import run_grid
     from segbench.grid.cells import expand
     from segbench.grid.load import load_grid
 
-    if executor not in ("local", "ray"):
-        raise ConfigError(f"--executor must be local or ray, not '{executor}'.")
-    if executor == "local" and (address is not None or cpus_per_cell is not None):
-        raise ConfigError("--address and --cpus-per-cell apply to --executor ray only; add --executor ray.")
+    choice = ExecutorChoice(executor, parallel=parallel, address=address, cpus_per_cell=cpus_per_cell)
     grid = load_grid(grid_file, override)
     expansion = expand(grid)  # refuses cells that cannot run before a cluster, a log or a results folder is made
     if dry_run:
@@ -61,14 +58,8 @@ def run(
 
         options["view"] = TensorBoardView(make_view(err_console), TensorBoardLog(tensorboard), results)
         options["console"] = err_console
-    if executor == "ray":
-        from segbench.execution.ray_executor import ray_executor
-
-        with ray_executor(results, device=device, address=address, parallel=parallel,
-                          cpus_per_cell=cpus_per_cell, world_size=grid.train.world_size) as cluster:
-            summary = run_grid(grid, results, device=cluster.device, executor=cluster, **options)
-    else:
-        summary = run_grid(grid, results, device=device, parallel=parallel, **options)
+    with choice.open(results, device, world_size=grid.train.world_size) as (chosen, placed_on):
+        summary = run_grid(grid, results, device=placed_on, executor=chosen, **options)
     print_leaderboard(Console(), list(summary.records.values()), title=f"{grid.name}: leaderboard (val split)")
     err_console.print(
         f"{summary.count('ok')} ok, {summary.count('failed')} failed, {summary.reused} reused from earlier runs; "

@@ -4,7 +4,8 @@ without touching the runner or the cell code. A task carries everything a worker
 The runner submits tasks (at most `max_in_flight` at once), waits for whichever ends first, and on Ctrl-C asks the
 executor to interrupt the rest. Resume, retries, records of lost workers and progress belong to the runner. The
 executor places each task (which host, how many threads, which GPUs) and the worker records that placement.
-local.py holds the executor of this host, ray_executor.py the one of a Ray cluster.
+local.py holds the executor of this host, ray_executor.py the one of a Ray cluster; choose.py picks one from the
+run command's options.
 """
 
 from __future__ import annotations
