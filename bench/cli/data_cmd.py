@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,15 @@ class SplitProgress:
         self.progress.update(self.tasks[split], completed=done)
 
 
+def read_splits(read: Callable[..., Any], what: str, dataset: str, root: Path | None, params: list[str],
+                splits: list[str], cache_dir: Path | None) -> Any:
+    """`read` (check_dataset or class_statistics of segbench.datasets.check) over the dataset's splits (all when
+    `splits` is empty), with a progress bar per split that says `what` it reads."""
+    with file_progress() as progress:
+        return read(dataset, dataset_params(dataset, root, params), splits or None, cache_dir,
+                    SplitProgress(progress, what))
+
+
 @app.command("check")
 @user_errors
 def check(
@@ -80,9 +90,7 @@ def check(
     from segbench.atomic import atomic_write_json
     from segbench.datasets.check import PROBLEM_KINDS, check_dataset
 
-    params = dataset_params(dataset, root, param)
-    with file_progress() as progress:
-        report = check_dataset(dataset, params, split or None, cache_dir, SplitProgress(progress, "reading files"))
+    report = read_splits(check_dataset, "reading files", dataset, root, param, split, cache_dir)
     table = Table(title=f"{dataset} at {report.root}")
     for column in ("split", "images", "labels", "pairs", "problems"):
         table.add_column(column, justify="left" if column == "split" else "right")
@@ -122,9 +130,7 @@ def stats(
     from segbench.atomic import atomic_write_json
     from segbench.datasets.check import class_statistics
 
-    params = dataset_params(dataset, root, param)
-    with file_progress() as progress:
-        result = class_statistics(dataset, params, split or None, cache_dir, SplitProgress(progress, "labels"))
+    result = read_splits(class_statistics, "labels", dataset, root, param, split, cache_dir)
     table = Table(title=f"{dataset}: class pixel shares (ignore excluded)")
     table.add_column("class")
     for name in result.counts:
@@ -155,37 +161,10 @@ def stats(
             },
         )
     if plot is not None:
-        write_share_plot(plot, dataset, result.classes, shares)
+        from segbench.analysis.figures import class_share_figure
+
+        class_share_figure(plot, dataset, result.classes, shares)
         err_console.print(f"plot written to {plot}")
-
-
-def write_share_plot(path: Path, dataset: str, classes: tuple[str, ...], shares: dict[str, Any]) -> None:
-    """A horizontal bar chart of each class's pixel share per split, written atomically as PNG."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from segbench.atomic import atomic_write_bytes
-
-    figure, axis = plt.subplots(figsize=(7, 1.5 + 0.3 * len(classes)))
-    height = 0.8 / max(len(shares), 1)
-    positions = np.arange(len(classes))
-    for offset, (split, values) in enumerate(shares.items()):
-        axis.barh(positions + offset * height, np.asarray(values) * 100, height=height, label=split)
-    axis.set_yticks(positions + height * (len(shares) - 1) / 2, classes)
-    axis.invert_yaxis()
-    axis.set_xlabel("share of labelled pixels (%)")
-    axis.set_title(f"{dataset}: class pixel shares")
-    axis.legend()
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 @app.command("synth")

@@ -32,9 +32,8 @@ def evaluate(
 
     Predictions are matched by name: <sample id>.png, else <sample id>_*.png (Cityscapes: <sample id>*.png).
     """
-    from segbench.atomic import atomic_write_json
     from segbench.datasets.check import open_split
-    from segbench.metrics.prediction_files import MATCHING_RULE, score_predictions
+    from segbench.metrics.prediction_files import score_predictions, write_score
 
     params = dataset_params(dataset, root, param)
     ground_truth = open_split(dataset, params, split, cache_dir)
@@ -64,30 +63,8 @@ def evaluate(
         "out of the means)"
     )
     if out is not None:
-        atomic_write_json(
-            out,
-            {
-                "dataset": {
-                    "name": dataset,
-                    "params": params.model_dump(mode="json"),
-                    "split": split,
-                    "classes": list(info.classes),
-                    "ignore_index": info.ignore_index,
-                    "palette": [list(colour) for colour in info.palette],
-                    "num_val": len(ground_truth),
-                },
-                "predictions": {
-                    "folder": str(pred),
-                    "format": pred_format,
-                    "files": len(score.predictions),
-                    "matching": MATCHING_RULE,
-                },
-                "metrics": metrics,
-                "confusion_matrix": score.matrix.tolist(),
-                "void_predictions": score.void_predictions.tolist(),
-                "per_image": score.per_image,
-            },
-        )
+        write_score(out, score, ground_truth, dataset=dataset, params=params.model_dump(mode="json"), split=split,
+                    pred_dir=pred, pred_format=pred_format)
         err_console.print(f"metrics written to {out}")
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from segbench.atomic import atomic_write_json
 from segbench.datasets.base import PRED_FORMATS, PairDataset
 from segbench.datasets.pairs import read_label_file
 from segbench.datasets.palettes import describe_values
@@ -148,6 +149,38 @@ def score_predictions(
         predictions,
     )
 
+
+
+def write_score(path: Path, score: PredictionScore, ground_truth: PairDataset, *, dataset: str,
+                params: dict[str, Any], split: str, pred_dir: Path, pred_format: str) -> None:
+    """Write `score` as JSON at `path`, atomically: the dataset (registered name, its options, the split, classes,
+    ignore index, palette, image count), the predictions (folder, format, file count, matching rule), metrics,
+    confusion matrix, void predictions and per-image rows."""
+    info = ground_truth.info
+    atomic_write_json(
+        path,
+        {
+            "dataset": {
+                "name": dataset,
+                "params": params,
+                "split": split,
+                "classes": list(info.classes),
+                "ignore_index": info.ignore_index,
+                "palette": [list(colour) for colour in info.palette],
+                "num_val": len(ground_truth),
+            },
+            "predictions": {
+                "folder": str(pred_dir),
+                "format": pred_format,
+                "files": len(score.predictions),
+                "matching": MATCHING_RULE,
+            },
+            "metrics": score.metrics,
+            "confusion_matrix": score.matrix.tolist(),
+            "void_predictions": score.void_predictions.tolist(),
+            "per_image": score.per_image,
+        },
+    )
 
 def metrics_with_void_predictions(matrix: np.ndarray) -> dict[str, Any]:
     """`compute_metrics` of a [C, C + 1] matrix whose last column counts valid pixels predicted as ignored labels.
