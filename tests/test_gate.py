@@ -126,8 +126,9 @@ def test_summary_keeps_the_newest_record_of_a_slug():
     old = record(config_hash="old111", miou=0.3, written_at="2026-01-01T00:00:00+00:00")
     new = record(config_hash="new222", miou=0.4, written_at="2026-02-01T00:00:00+00:00")
     summary = summarize([new, old])
-    assert summary["cells"][SLUG]["config_hash"] == "new222"
-    assert summary["superseded"] == [{"slug": SLUG, "config_hash": "old111", "cell_id": f"{SLUG}-old111"}]
+    assert summary.cells[SLUG].config_hash == "new222"
+    assert [ref.to_json() for ref in summary.superseded] == [
+        {"slug": SLUG, "config_hash": "old111", "cell_id": f"{SLUG}-old111"}]
 
 
 def _results(folder: Path, records: list[dict[str, Any]]) -> Path:
@@ -147,7 +148,7 @@ def test_cli_summary_and_compare_exit_codes(tmp_path: Path, widths):
     document = json.loads(summary.read_text())
     assert document["cells"][SLUG]["params"] == narrow["params"]["total"]
     assert document["cells"][SLUG]["gmacs"] == pytest.approx(narrow["macs"]["gmacs"])
-    assert load_summary(summary)["cells"] == load_summary(base_dir)["cells"]
+    assert load_summary(summary).cells == load_summary(base_dir).cells
 
     gate = ["--fail-on", "miou:-0.02", "--fail-on", "gmacs:+0%", "--fail-on", "latency_ratio:+25%"]
     result = runner.invoke(app, ["compare", str(summary), str(current_dir), *gate])

@@ -16,8 +16,8 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from segbench.analysis.effects import COLUMNS, METHOD_PARAGRAPH, pairs_paragraph, verdict_rule
-from segbench.analysis.effects_section import grid_axis_order
 from segbench.cli import app
+from segbench.records.grids import grid_axis_order
 from segbench.records.paths import grids_dir
 from segbench.records.store import write_record
 
