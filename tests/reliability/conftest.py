@@ -13,10 +13,12 @@ from support.grids import Sweep, tiny_grid
 
 @pytest.fixture
 def sweep(tmp_path: Path) -> Callable[..., Sweep]:
-    """sweep(folder, **grid changes): FPN/ResNet-18 x CE and focal on the tiny grid (tiny_grid's keywords)."""
+    """sweep(folder, **grid changes): FPN/ResNet-18 x CE and focal on the tiny grid (tiny_grid's keywords), without
+    the cost measurement: faults, kills and resumes happen in training, and timing latency took about as long as
+    training a tiny cell (tests/test_measure.py and the CLI tests cover the measurement)."""
 
     def make(folder: str = "sweep", **changes: Any) -> Sweep:
-        return Sweep(tmp_path / folder, tiny_grid("faults", **({"models": ["fpn"], "losses": ["ce", "focal"]}
-                                                                | changes)))
+        document = {"models": ["fpn"], "losses": ["ce", "focal"], "measure": {"enabled": False}} | changes
+        return Sweep(tmp_path / folder, tiny_grid("faults", **document))
 
     return make
