@@ -14,7 +14,8 @@ import torch
 from typer.testing import CliRunner
 
 from segbench.cli import app
-from segbench.records.paths import checkpoint_path
+from segbench.records.cells import checkpoint_path
+from segbench.records.schema import as_record, unknown_fields
 
 from support.grids import read_records, tiny_grid, write_grid
 from support.processes import track
@@ -45,7 +46,8 @@ def test_run_records_resume_and_force(tmp_path: Path):
         assert [h["epoch"] for h in record["history"]] == [1, 2]
         assert record["cost"]["params"]["total"] == 14_330_819
         assert record["environment"]["packages"]["torch"]
-        state = torch.load(checkpoint_path(results / "cells" / cell_id, record), weights_only=True)
+        assert unknown_fields(as_record(record)) == []  # records/schema.py describes every field the worker wrote
+        state = torch.load(checkpoint_path(results / "cells" / cell_id, as_record(record)), weights_only=True)
         assert "segmentation_head.0.weight" in state
     assert "leaderboard" in outcome.output
     # Not a terminal: a plain line per finished cell instead of progress bars.

@@ -60,8 +60,7 @@ def summary_row(record: Record) -> SummaryRow:
     """The summary row of one record: identity, the catalogue's summary fields and where its latency was timed
     (None where not measured)."""
     row = record_row(record)
-    # The values come from a validated record, typed already (counts stay integers): not validated again.
-    return SummaryRow.model_construct(**{key: row[key] for key in ROW_FIELDS})
+    return SummaryRow.model_validate({key: row[key] for key in ROW_FIELDS})
 
 
 def latency_conditions(record: Record) -> LatencyConditions | None:

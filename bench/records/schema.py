@@ -631,7 +631,7 @@ class SupersededRef(Part):
 
 
 class SummaryRowBase(Part):
-    """Identity, axes and where the latency was timed; the catalogue's summary fields are added below."""
+    """Identity and axes; the catalogue's summary fields, then where the latency was timed, are added below."""
 
     cell_id: str
     config_hash: str | None = None
@@ -642,9 +642,6 @@ class SummaryRowBase(Part):
     encoder: str | None = None
     loss: str | None = None
     seed: int | None = None
-    machine: str | None = None  # version 2: the fingerprint id (None: timed before fingerprints, never gated)
-    latency_spread: float | None = None
-    latency_workload: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -655,10 +652,16 @@ class SummaryRowBase(Part):
         return getattr(self, key)
 
 
-# One summary row: a field per summary metric of the catalogue (the only ones `compare` checks).
+# Version 2: where and how steadily the latency was timed (segbench.records.rows.latency_provenance); `machine` is
+# the fingerprint id (None: timed before fingerprints, never gated).
+PROVENANCE_FIELDS: dict[str, Any] = {"machine": (str | None, None), "latency_spread": (float | None, None),
+                                     "latency_workload": (str | None, None)}
+# One summary row, its fields in the file's order: identity, a field per summary metric of the catalogue (the only
+# ones `compare` checks; counts stay integers), then the latency's provenance.
 SummaryRow = create_model(
     "SummaryRow", __base__=SummaryRowBase,
-    **{key: (float | None, None) for key in SUMMARY_FIELDS if key not in SummaryRowBase.model_fields},
+    **{key: (int | float | None, None) for key in SUMMARY_FIELDS if key not in SummaryRowBase.model_fields},
+    **PROVENANCE_FIELDS,
 )
 
 

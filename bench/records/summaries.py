@@ -16,15 +16,17 @@ from pydantic import ValidationError
 
 from segbench.atomic import atomic_write_json
 from segbench.errors import ConfigError
-from segbench.metrics.catalogue import SUMMARY_FIELDS
-from segbench.records.schema import READABLE_SUMMARY_VERSIONS, SUMMARY_KIND, SUMMARY_VERSION, Summary, SummaryRow
+from segbench.records.schema import (
+    PROVENANCE_FIELDS,
+    READABLE_SUMMARY_VERSIONS,
+    SUMMARY_KIND,
+    SUMMARY_VERSION,
+    Summary,
+    SummaryRow,
+)
 
-# A summary row on disk: identity, the catalogue's summary fields (the only ones `compare` checks), then where and
-# how steadily the latency was timed (segbench.records.rows.latency_provenance; version 2).
-PROVENANCE_FIELDS = ("machine", "latency_spread", "latency_workload")
-IDENTITY_FIELDS = tuple(name for name in SummaryRow.model_fields
-                        if name not in PROVENANCE_FIELDS and name not in SUMMARY_FIELDS)
-ROW_FIELDS = (*IDENTITY_FIELDS, *SUMMARY_FIELDS, *PROVENANCE_FIELDS)
+# A summary row on disk: identity, the catalogue's summary fields, then the latency's provenance (schema.SummaryRow)
+ROW_FIELDS = tuple(SummaryRow.model_fields)
 
 
 def read_summary(path: Path) -> Summary:
@@ -64,15 +66,7 @@ def upgrade(document: dict[str, Any]) -> dict[str, Any]:
             "upgraded_from": document["version"]}
 
 
-def summary_json(summary: Summary) -> dict[str, Any]:
-    """The summary as its file holds it: exactly the fields it was built with, each row's in `ROW_FIELDS` order."""
-    document = summary.to_json()
-    document["cells"] = {slug: {key: row[key] for key in ROW_FIELDS if key in row} | row
-                         for slug, row in document.get("cells", {}).items()}
-    return document
-
-
 def write_summary(summary: Summary, out: Path) -> Path:
-    """Write `summary` to `out` atomically; returns `out`."""
-    atomic_write_json(Path(out), summary_json(summary))
+    """Write `summary` to `out` atomically (exactly the fields it was built with); returns `out`."""
+    atomic_write_json(Path(out), summary.to_json())
     return Path(out)
