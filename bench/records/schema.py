@@ -101,6 +101,7 @@ class TrainSettings(Part):
     eval_every: int = 1
     world_size: int = 1
     sync_bn: bool | str = "auto"
+    budget: dict[str, float] | None = None  # {tflops: X}: train until the training FLOPs reach X (issue 21)
 
 
 class EvalSettings(Part):
@@ -136,6 +137,7 @@ class CellConfig(Part):
     eval: EvalSettings = Field(default_factory=EvalSettings)
     measure: MeasureSettings = Field(default_factory=MeasureSettings)
     encoder_weights: str | None = None
+    weights: str | None = None  # pretrained encoder weights by name (absent: random initialisation)
 
     def without_seed(self) -> dict[str, Any]:
         """The configuration as stored, minus the seed: what cells that differ only by seed share."""
@@ -319,6 +321,44 @@ class Selection(Part):
     select_miou: float | None = None
     evaluations: int | None = None
     description: str | None = None
+
+
+class Weights(Part):
+    """The pretrained encoder weights a cell started from: their name, where they came from, and the sha256 of the
+    file that was loaded."""
+
+    name: str  # e.g. "imagenet", "ssl"; for a `tu-` encoder "imagenet" means timm's default pretrained tag
+    library: str | None = None  # "smp", "timm", or "file" (the grid's encoder_weights mapping)
+    repo_id: str | None = None  # the Hugging Face Hub repository
+    revision: str | None = None
+    file: str | None = None  # the file loaded (in the hub cache, or the local path)
+    sha256: str | None = None
+
+
+class Tuning(Part):
+    """How a tuned cell's training parameters were chosen: its configuration's study, equal for every configuration."""
+
+    study: str
+    sampler: str | None = None
+    trials: int | None = None  # the budget: trials per configuration
+    completed: int | None = None
+    space: dict[str, Any] = Field(default_factory=dict)
+    best_params: dict[str, Any] = Field(default_factory=dict)
+    best_value: float | None = None  # the best trial's holdout mIoU
+    objective: str | None = None
+    holdout: float | None = None  # fraction of the training split the trials were scored on
+    seed: int | None = None
+
+
+class Budget(Part):
+    """What a cell's training length was set by: `epochs`, `iterations` or `tflops` (equal training compute), and for
+    a compute budget the iterations it implied."""
+
+    basis: str
+    tflops: float | None = None
+    iterations: int | None = None
+    train_flops_per_iteration: float | None = None
+    method: str | None = None
 
 
 # ---- what it cost ----
@@ -558,6 +598,9 @@ class Record(Part):
     precision: Precision | None = None
     throughput: Throughput | None = None
     timing: Timing | None = None
+    weights: Weights | None = None
+    tuning: Tuning | None = None
+    budget: Budget | None = None
 
     @property
     def ok(self) -> bool:
