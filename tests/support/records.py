@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from segbench.records.store import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, error_info, new_record, write_record
+from segbench.records.store import STATUS_INTERRUPTED, STATUS_OK, error_info, new_record, write_record
 
 from support.grids import tiny_grid
 
@@ -367,6 +367,7 @@ def write_results(results: Path, records: Iterable[dict[str, Any]], *, files: bo
 
 
 def write_cell_files(results: Path, item: dict[str, Any], checkpoint: dict[str, Any] | None = None) -> Path:
+    """The files beside a finished record in its cell folder (see write_results); returns the folder."""
     from PIL import Image
 
     from segbench.atomic import atomic_torch_save, atomic_write_bytes
@@ -393,5 +394,3 @@ def write_cell_files(results: Path, item: dict[str, Any], checkpoint: dict[str, 
         atomic_torch_save(folder / item["checkpoint"], checkpoint)
     return folder
 
-
-__all__ = ["SLUG", "STATUS_FAILED", "STATUS_INTERRUPTED", "STATUS_OK", "record", "write_results"]
