@@ -1,6 +1,6 @@
 """The executor of this host: one fresh worker process per cell, up to N in flight, each with a GPU of its own
 (CUDA_VISIBLE_DEVICES) and an even share of the CPU threads. The worker sets exactly these threads and its record
-states them (record["execution"])."""
+states them (the record's `execution`)."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from segbench.execution.events import Event
 from segbench.grid.cells import Cell
+from segbench.records.schema import Record
 
 
 class ProgressView(Protocol):
@@ -24,7 +25,7 @@ class ProgressView(Protocol):
     def event(self, cell: Cell, event: Event) -> None: ...
     def tick(self) -> None: ...
     def note(self, text: str) -> None: ...
-    def finished(self, cell: Cell, record: dict[str, Any]) -> None: ...
+    def finished(self, cell: Cell, record: Record) -> None: ...
     def end(self) -> None: ...
 
 
@@ -67,7 +68,7 @@ class BarView:
     def note(self, text: str) -> None:
         self.progress.console.print(text)
 
-    def finished(self, cell: Cell, record: dict[str, Any]) -> None:
+    def finished(self, cell: Cell, record: Record) -> None:
         self.progress.remove_task(self.bars.pop(cell.id))
         self.progress.advance(self.overall)
 
@@ -120,16 +121,16 @@ class LineView:
     def note(self, text: str) -> None:
         self._print(text)
 
-    def finished(self, cell: Cell, record: dict[str, Any]) -> None:
+    def finished(self, cell: Cell, record: Record) -> None:
         state = self.running.pop(cell.id)
         self.done += 1
-        if record["status"] == "ok":
-            outcome = f"mIoU {record['metrics']['miou']:.4f}"
+        if record.ok:
+            outcome = f"mIoU {record.metrics.miou:.4f}"
         else:
-            error = record.get("error") or {}
-            outcome = f"{error.get('kind')}: {' '.join(str(error.get('message', '')).split())[:160]}"
+            error = record.error
+            outcome = f"{error.kind}: {' '.join(error.message.split())[:160]}" if error else "no error recorded"
         wall = format_duration(self.clock() - state.started_at)
-        self._print(f"[{self.done}/{self.total}] {record['status']} {cell.slug}  {outcome}  ({wall})")
+        self._print(f"[{self.done}/{self.total}] {record.status} {cell.slug}  {outcome}  ({wall})")
 
     def end(self) -> None:
         pass

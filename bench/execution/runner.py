@@ -25,6 +25,7 @@ from segbench.execution.progress import ProgressView, make_view
 from segbench.grid.cells import Cell, expand
 from segbench.grid.schema import GridConfig, resolve_sync_bn
 from segbench.records.paths import RECORD_FILE, cell_dir, grids_dir
+from segbench.records.schema import Record
 from segbench.records.store import (
     STATUS_FAILED,
     STATUS_INTERRUPTED,
@@ -41,13 +42,13 @@ TICK_S = 1.0  # how often the progress view is ticked while cells run
 @dataclass
 class RunSummary:
     cells: list[Cell]
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell id -> record
+    records: dict[str, Record] = field(default_factory=dict)  # cell id -> record
     reused: int = 0
     ran: int = 0
     interrupted: bool = False
 
     def count(self, status: str) -> int:
-        return sum(record["status"] == status for record in self.records.values())
+        return sum(record.status == status for record in self.records.values())
 
     @property
     def exit_code(self) -> int:
@@ -84,7 +85,7 @@ def prepare_datasets(grid: GridConfig, cache_dir: Path) -> None:
         prepare_dataset(dataset.name, parse_dataset_params(dataset.name, dataset.params), cache_dir)
 
 
-def existing_record(results: Path, cell: Cell) -> dict[str, Any] | None:
+def existing_record(results: Path, cell: Cell) -> Record | None:
     path = cell_dir(results, cell.id) / RECORD_FILE
     if not path.exists():
         return None
@@ -154,7 +155,7 @@ def run_grid(
     # Read back what is on disk: after an interruption a worker may have finished a record the loop never saw.
     for cell in expansion.cells:
         record = existing_record(results, cell)
-        if record is not None and record.get("config_hash") == cell.config_hash:
+        if record is not None and record.config_hash == cell.config_hash:
             summary.records[cell.id] = record
     return summary
 
@@ -188,12 +189,12 @@ def _run_tasks(tasks: list[CellTask], executor: Executor, oom_retry: bool, view:
             _settle(outcome, interrupted=True)
 
 
-def _settle(outcome: TaskOutcome, interrupted: bool) -> dict[str, Any]:
+def _settle(outcome: TaskOutcome, interrupted: bool) -> Record:
     """The record of an attempt that ended: the worker's own, else the one the runner writes for it (the runner's
     only record write). A worker ends without a record when it is killed, runs out of host memory or crashes hard."""
     task = outcome.handle.task
     record = existing_record(task.results, task.cell)
-    if record is not None and record.get("attempt") == task.attempt:
+    if record is not None and record.attempt == task.attempt:
         return record
     status, kind, message = _why_no_record(outcome.returncode, interrupted)
     extra: dict[str, Any] = {"oom_retries": list(task.oom_retries)} if task.oom_retries else {}
@@ -214,15 +215,15 @@ def _why_no_record(returncode: int, interrupted: bool) -> tuple[str, str, str]:
     return STATUS_FAILED, "worker_lost", f"the worker exited with code {returncode} without writing a record"
 
 
-def _out_of_memory_retry(task: CellTask, record: dict[str, Any]) -> CellTask | None:
+def _out_of_memory_retry(task: CellTask, record: Record) -> CellTask | None:
     """After an out-of-memory failure, the same cell at half the batch size per process (down to 2); None otherwise.
 
     The batch stays a multiple of train.world_size (the global batch of a cell trained by several processes)."""
     world_size = task.cell.train.world_size
     batch_size = task.batch_size or task.cell.train.batch_size
     per_process = batch_size // world_size
-    if record["status"] != STATUS_FAILED or (record.get("error") or {}).get("kind") != "oom" or per_process <= 2:
+    if record.status != STATUS_FAILED or record.error_kind != "oom" or per_process <= 2:
         return None
-    earlier = {"batch_size": batch_size, "error": record["error"]["message"]}
+    earlier = {"batch_size": batch_size, "error": record.error.message}
     return replace(task, attempt=uuid.uuid4().hex, batch_size=per_process // 2 * world_size, placement=None,
                    oom_retries=(*task.oom_retries, earlier))
