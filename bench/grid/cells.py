@@ -22,7 +22,7 @@ from segbench.grid.schema import DatasetSpec, EvalConfig, Frozen, GridConfig, Lo
 SAFE_ID = re.compile(r"^[A-Za-z0-9._+-]+$")
 # Keys added after benchmark-semantics version 2 enter the resolved configuration, and so the config hash, only
 # when set away from their default: the cells of existing results keep their ids, stay comparable and resume.
-LATE_KEYS = {"train": ("world_size", "sync_bn")}
+LATE_KEYS = {"train": ("world_size", "sync_bn", "budget")}
 
 
 class Cell(Frozen):

@@ -69,9 +69,17 @@ class DatasetSpec(Frozen):
         return self.id or self.name
 
 
+class ComputeBudget(Frozen):
+    """Equal training compute: train for the iterations whose training FLOPs (3 x fvcore forward FLOPs per image at
+    the crop, x the global batch) reach `tflops` x 1e12 (segbench.cell.budget)."""
+
+    tflops: float = Field(gt=0, allow_inf_nan=False)
+
+
 class TrainConfig(Frozen):
     epochs: int | None = Field(None, ge=1)
     iterations: int | None = Field(None, ge=1)
+    budget: ComputeBudget | None = None
     batch_size: int = Field(8, ge=1)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
@@ -116,8 +124,8 @@ class TrainConfig(Frozen):
 
     @model_validator(mode="after")
     def _one_budget(self) -> TrainConfig:
-        if (self.epochs is None) == (self.iterations is None):
-            raise ValueError("set exactly one of train.epochs and train.iterations")
+        if sum(value is not None for value in (self.epochs, self.iterations, self.budget)) != 1:
+            raise ValueError("set exactly one of train.epochs, train.iterations and train.budget ({tflops: X})")
         if min(self.crop) < 1 or self.scale_range[0] <= 0 or self.scale_range[0] > self.scale_range[1]:
             raise ValueError("train.crop must be two positive sizes and train.scale_range an increasing positive pair")
         return self
