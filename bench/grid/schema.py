@@ -213,6 +213,18 @@ class GridConfig(Frozen):
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
     exclude: list[ExcludeRule] = Field(default_factory=list)
     encoder_weights: dict[str, Path] = Field(default_factory=dict)
+    # Pretrained encoder weights by name, an axis like the others: `none` (random initialisation), `imagenet`, or
+    # another name the library offers for the encoder (segbench.models.pretrained; checked per cell at expansion).
+    weights: list[SafeName] = Field(default_factory=lambda: ["none"], min_length=1)
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name != name.lower():
+                raise ValueError(f"weights '{name}' must be lower case, as the libraries name them (none, imagenet, "
+                                 "ssl, swsl, ...)")
+        return names
 
     @model_validator(mode="before")
     @classmethod
@@ -242,6 +254,7 @@ class GridConfig(Frozen):
             ("models", self.models),
             ("encoders", self.encoders),
             ("seeds", [str(seed) for seed in self.seeds]),
+            ("weights", self.weights),
         ):
             repeated = sorted({key for key in keys if keys.count(key) > 1})
             if repeated:
