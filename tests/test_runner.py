@@ -115,7 +115,7 @@ def test_cells_run_in_grid_order_and_each_ends_with_the_workers_record(tmp_path:
     assert slugs(executor.submitted) == [cell.slug for cell in summary.cells]
     assert executor.most_in_flight == 1
     assert summary.ran == 4 and summary.exit_code == 0
-    assert {r["attempt"] for r in summary.records.values()} == {t.attempt for t in executor.submitted}
+    assert {r.attempt for r in summary.records.values()} == {t.attempt for t in executor.submitted}
     assert "[4/4] ok" in output
 
 
@@ -125,7 +125,7 @@ def test_several_cells_in_flight_keep_the_executor_full(tmp_path: Path):
                                                    else 1), max_in_flight=2)
     summary, _ = run(tmp_path, executor)
     assert executor.most_in_flight == 2 and summary.ran == 4
-    assert all(record["status"] == "ok" for record in summary.records.values())
+    assert all(record.status == "ok" for record in summary.records.values())
 
 
 def test_a_worker_that_ends_without_a_record_gets_one_from_the_runner(tmp_path: Path):
@@ -134,13 +134,13 @@ def test_a_worker_that_ends_without_a_record_gets_one_from_the_runner(tmp_path: 
             task.cell.loss.name] if task.cell.seed == 0 else Behaviour()
 
     summary, output = run(tmp_path, FakeExecutor(script))
-    by_slug = {record["slug"]: record for record in summary.records.values()}
+    by_slug = {record.slug: record for record in summary.records.values()}
     killed = by_slug["fpn__resnet18__ce__synthetic__s0"]
-    assert killed["status"] == "failed" and killed["error"]["kind"] == "killed"
-    assert "signal 9" in killed["error"]["message"] and killed["error"]["log_tail"] == "last lines of the log"
+    assert killed.status == "failed" and killed.error.kind == "killed"
+    assert "signal 9" in killed.error.message and killed.error.log_tail == "last lines of the log"
     assert killed.execution.to_json() == {"executor": "fake", "threads": 1, "host": "testhost", "gpu_ids": None}
     lost = by_slug["fpn__resnet18__focal__synthetic__s0"]
-    assert lost["error"]["kind"] == "worker_lost" and "code 3" in lost["error"]["message"]
+    assert lost.error.kind == "worker_lost" and "code 3" in lost.error.message
     assert summary.count("ok") == 2 and summary.exit_code == 1
     assert "failed fpn__resnet18__ce__synthetic__s0  killed: the worker was killed by signal 9" in output
 
@@ -187,18 +187,18 @@ def test_interruption_records_every_cell_in_flight_and_the_next_run_resumes(tmp_
     assert summary.interrupted and summary.exit_code == 130
     assert len(executor.submitted) == 3  # the fourth cell never started
     records = summary.records
-    assert records[order[0]]["status"] == "ok"
-    assert records[order[1]]["status"] == "interrupted"
-    assert records[order[1]]["error"]["message"] == "interrupted in the fake worker"  # its own record
-    assert records[order[2]]["status"] == "interrupted"
-    assert "before the worker wrote a record" in records[order[2]]["error"]["message"]  # the runner's
+    assert records[order[0]].status == "ok"
+    assert records[order[1]].status == "interrupted"
+    assert records[order[1]].error.message == "interrupted in the fake worker"  # its own record
+    assert records[order[2]].status == "interrupted"
+    assert "before the worker wrote a record" in records[order[2]].error.message  # the runner's
     assert order[3] not in records
 
     again = FakeExecutor(lambda task: Behaviour(), max_in_flight=2)
     resumed, _ = run(tmp_path, again)
     assert [t.cell.id for t in again.submitted] == order[1:]
     assert resumed.reused == 1 and resumed.exit_code == 0
-    assert resumed.records[order[0]]["written_at"] == records[order[0]]["written_at"]
+    assert resumed.records[order[0]].written_at == records[order[0]].written_at
 
 
 def test_a_log_gets_a_line_per_finished_cell_and_one_every_30_seconds_per_running_cell(tmp_path: Path):

@@ -23,6 +23,7 @@ from segbench.execution.runner import _out_of_memory_retry
 from segbench.grid.cells import expand
 from segbench.grid.load import load_grid, parse_grid
 from segbench.grid.schema import resolve_sync_bn
+from segbench.records.store import error_info, new_record
 
 from support.grids import tiny_grid
 
@@ -142,7 +143,7 @@ def test_out_of_memory_retries_keep_the_global_batch_a_multiple_of_the_world_siz
     def retry(batch_size: int, world_size: int) -> int | None:
         task = CellTask(cell(batch_size=batch_size, world_size=world_size), tmp_path, "cpu", tmp_path,
                         uuid.uuid4().hex)
-        again = _out_of_memory_retry(task, {"status": "failed", "error": {"kind": "oom", "message": "OOM"}})
+        again = _out_of_memory_retry(task, new_record(task.cell, "failed", error=error_info("oom", "OOM")))
         return None if again is None else again.batch_size
 
     assert [retry(16, 2), retry(12, 2), retry(4, 2), retry(8, 1), retry(2, 1)] == [8, 6, None, 4, None]
