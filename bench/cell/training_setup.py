@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from segbench.cell.budget import TrainingLength, training_length
 from segbench.cell.data import dataset_info, make_datasets, make_loaders, make_selection_set, train_class_counts
 from segbench.cell.distributed import Dist
 from segbench.cell.loop import StepSetup, step_setup
@@ -51,6 +52,7 @@ class TrainingRun:
     rank_batch: int  # this process's share of it
     epochs: int
     total_iters: int
+    length: TrainingLength  # what set total_iters: epochs, iterations or a compute budget (budget.py)
     model: torch.nn.Module
     new_model: Callable[[], torch.nn.Module]  # a fresh, untrained model of the cell's architecture on the device
     criterion: torch.nn.Module
@@ -85,7 +87,8 @@ def set_up_training(cell: Cell, cell_dir: Path, device: torch.device, cache_dir:
     model = dist.prepare(new_model())
     dist.seed_rank(cell.seed)
     optimizer = make_optimizer(cell, model)
-    total_iters = cell.train.iterations or cell.train.epochs * len(data.train_loader)
+    length = training_length(cell, model, len(data.train_loader), batch_size)
+    total_iters = length.iterations
     autocast = autocast_context(device, AUTOCAST_DTYPES[precision])
     step = step_setup(dist.wrap(model), optimizer, autocast, precision=precision, device=device,
                       channels_last=cell.train.channels_last, compile_mode=cell.train.compile,
@@ -98,9 +101,9 @@ def set_up_training(cell: Cell, cell_dir: Path, device: torch.device, cache_dir:
     if step.scaler is not None and state.grad_scaler is not None:
         step.scaler.load_state_dict(state.grad_scaler)
     return TrainingRun(data=data, precision=precision, batch_size=batch_size, rank_batch=rank_batch,
-                       epochs=math.ceil(total_iters / len(data.train_loader)), total_iters=total_iters, model=model,
-                       new_model=new_model, criterion=criterion, optimizer=optimizer, autocast=autocast, step=step,
-                       rule=SelectionRule.of(cell.eval), state=state, state_path=state_path,
+                       epochs=math.ceil(total_iters / len(data.train_loader)), total_iters=total_iters, length=length,
+                       model=model, new_model=new_model, criterion=criterion, optimizer=optimizer, autocast=autocast,
+                       step=step, rule=SelectionRule.of(cell.eval), state=state, state_path=state_path,
                        resumed_from_epoch=state.epoch)
 
 
