@@ -69,8 +69,9 @@ def train_and_evaluate(
     that is not the reported one (`eval.select: best`, see selection.py). batch_size overrides the grid's global
     batch (the runner halves it after an out-of-memory error). Returns the record parts: dataset, metrics and
     confusion_matrix of the selected weights on the reported split, their mIoU interval, per_image,
-    per_image_counts, examples, history, selection, cost, precision, throughput, timing, distributed. Writes the
-    selected weights (state dict, CHECKPOINT_FILE) and the per-image counts in `cell_dir`.
+    per_image_counts, examples, history, budget (what set the training length, budget.py), selection, cost,
+    precision, throughput, timing, distributed. Writes the selected weights (state dict, CHECKPOINT_FILE) and the
+    per-image counts in `cell_dir`.
 
     dist: this process's rank in a cell trained by several (distributed.py); only rank 0 writes files and returns
     the parts, the other ranks return None once the final evaluation is done.
@@ -167,6 +168,7 @@ def record_parts(cell: Cell, cell_dir: Path, device: torch.device, run: Training
         "per_image_counts": counts,
         "examples": examples,
         "history": state.history,
+        "budget": run.length.record(),
         "selection": run.rule.record(state.history, selected.epoch, selected.select_miou),
         "checkpoint": CHECKPOINT_FILE,
         "train_batch_size": run.batch_size,
