@@ -75,9 +75,39 @@ def test_bad_values_name_the_key(path, value, expected):
     assert "\n" not in message
 
 
-def test_epochs_and_iterations_are_exclusive():
-    with pytest.raises(ConfigError, match="exactly one of train.epochs and train.iterations"):
-        parse_grid(with_change("train.iterations", 10))
+@pytest.mark.parametrize(
+    "lengths",
+    [{"epochs": 1, "iterations": 10}, {"epochs": 1, "budget": {"tflops": 0.5}},
+     {"iterations": 10, "budget": {"tflops": 0.5}}, {}],
+)
+def test_exactly_one_of_epochs_iterations_and_budget(lengths):
+    train = {key: value for key, value in BASE["train"].items() if key != "epochs"} | lengths
+    with pytest.raises(ConfigError) as error:
+        parse_grid({**BASE, "train": train})
+    message = str(error.value)
+    assert "set exactly one of train.epochs, train.iterations and train.budget ({tflops: X})" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("budget", "expected"),
+    [({"tflops": -1}, "train.budget.tflops = -1"), ({"tflops": 0}, "train.budget.tflops = 0"),
+     ({"tflops": ".inf"}, "train.budget.tflops"), ({"flops": 1}, "train.budget.tflops' is missing")],
+)
+def test_bad_compute_budgets_are_refused(budget, expected):
+    train = {key: value for key, value in BASE["train"].items() if key != "epochs"} | {"budget": budget}
+    with pytest.raises(ConfigError) as error:
+        parse_grid({**BASE, "train": train})
+    assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_compute_budget_enters_the_hash_only_when_set():
+    plain = expand(parse_grid(BASE)).cells[0]
+    assert "budget" not in plain.resolved()["train"]  # grids without one keep their cells' ids
+    train = {key: value for key, value in BASE["train"].items() if key != "epochs"} | {"budget": {"tflops": 0.5}}
+    budgeted = expand(parse_grid({**BASE, "train": train})).cells[0]
+    assert budgeted.resolved()["train"]["budget"] == {"tflops": 0.5}
+    assert budgeted.slug == plain.slug and budgeted.config_hash != plain.config_hash
 
 
 @pytest.mark.parametrize(

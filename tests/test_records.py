@@ -145,6 +145,23 @@ def test_a_failed_record_has_a_row_of_nothing_measured():
     assert tuple(record_row(record)) == ROW_COLUMNS  # even a record of nothing measured has every column
 
 
+def test_the_row_says_what_set_the_training_length():
+    assert record_row(ok_record())["budget"] == "2 epochs"
+    one = ok_record()
+    one.config.train.epochs = 1
+    assert record_row(one)["budget"] == "1 epoch"
+    iterations = ok_record(budget={"basis": "iterations", "iterations": 200})
+    iterations.config.train.epochs, iterations.config.train.iterations = None, 200
+    assert record_row(iterations)["budget"] == "200 it"
+    compute = ok_record(budget={"basis": "tflops", "tflops": 0.5, "iterations": 120,
+                                "train_flops_per_iteration": 4.2e9})
+    compute.config.train.epochs, compute.config.train.budget = None, {"tflops": 0.5}
+    assert record_row(compute)["budget"] == "0.5 TFLOPs (120 it)"
+    failed = new_record(cell(), STATUS_FAILED, error=error_info("config", "fvcore could not count it"))
+    failed.config.train.epochs, failed.config.train.budget = None, {"tflops": 0.5}
+    assert record_row(failed)["budget"] == "0.5 TFLOPs"  # failed before the iterations were counted
+
+
 def test_group_key_ignores_only_the_seed():
     seeds = [ok_record(seed=seed) for seed in (0, 1, 7)]
     assert len({group_key(record) for record in seeds}) == 1

@@ -18,7 +18,8 @@ from segbench.metrics.catalogue import METRICS
 from segbench.records.rows import rows_frame
 from segbench.records.schema import Record, as_record
 
-AXES = ("model", "encoder", "loss", "dataset", "seed", "status")
+AXES = ("model", "encoder", "loss", "dataset", "seed", "budget", "status")
+VARYING_ONLY = ("dataset", "seed", "budget")  # shown only when they differ between rows
 SHOWN_METRICS = ("miou", "pixel_accuracy", "micro_iou", "params", "train_time_s")
 HEADERS = {"dataset": "data"}  # the other axes are headed by their name
 
@@ -39,9 +40,10 @@ def print_leaderboard(console: Console, records: Iterable[Record], title: str = 
     """One line per cell, best mIoU first (cells without mIoU last, in red), then one line per failure."""
     records = [as_record(record) for record in records]
     frame = rows_frame(records, ranked=True)
-    # Columns that are the same in every row (one dataset, one seed) say nothing: leave them out.
+    # Columns that are the same in every row (one dataset, one seed, one training length) say nothing: leave them
+    # out. A compute budget implies different iterations per architecture, so its cells show theirs.
     shown = [key for key in (*AXES, *SHOWN_METRICS)
-             if key not in ("dataset", "seed") or frame[key].nunique(dropna=False) > 1]
+             if key not in VARYING_ONLY or frame[key].nunique(dropna=False) > 1]
     percent = [METRICS[key].short for key in shown if key in METRICS and METRICS[key].unit == "fraction"]
     table = Table(title=title, caption=f"{', '.join(percent)} in %" if percent else None, box=box.SIMPLE_HEAD,
                   padding=(0, 1), pad_edge=False, collapse_padding=True)

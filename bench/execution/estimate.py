@@ -52,9 +52,13 @@ def cell_seconds(cell: Cell, iterations: int) -> float:
 
 
 def training_iterations(cell: Cell, cache_dir: Path | None = None) -> int | None:
-    """train.iterations, or epochs x full batches of the training split; None when the split cannot be counted."""
+    """train.iterations, or epochs x full batches of the training split; None when the split cannot be counted or
+    the cell trains on a compute budget (train.budget), whose iterations need the model's MAC count: the worker
+    counts them, and this process never builds a model."""
     if cell.train.iterations is not None:
         return cell.train.iterations
+    if cell.train.epochs is None:
+        return None
     try:
         from segbench.datasets import build_dataset, parse_dataset_params
 
@@ -81,7 +85,8 @@ def estimate_seconds(cells: Iterable[Cell], cache_dir: Path | None = None) -> fl
 
 def expected_time(cells: list[Cell], device: str, cache_dir: Path | None = None) -> str | None:
     """One line for the start of a run on the CPU, e.g. 'expected time: about 4 min on a 2-core CPU like ours;
-    slower machines up to 2-3x'; None on a GPU, with no cells, or when a cell's length is unknown."""
+    slower machines up to 2-3x'; None on a GPU, with no cells, or when a cell's length is unknown (a compute budget
+    among them)."""
     if not cells or not str(device).startswith("cpu"):
         return None
     seconds = estimate_seconds(cells, cache_dir)

@@ -1,7 +1,8 @@
 """One flat row per record: the only place a record is flattened for summaries, leaderboards, tables and figures.
 
 A row holds the cell's identity (`cell_id, slug, config_hash, status, error` kind, the axes `dataset, model,
-encoder, loss, seed`), its `label` and seed `group`, every metric of the catalogue under its key, the bootstrap
+encoder, loss, seed`), its `label`, seed `group` and training length `budget` ("3 epochs", "200 it", "0.5 TFLOPs
+(120 it)"), every metric of the catalogue under its key, the bootstrap
 interval of mIoU over val images (`miou_ci_low, miou_ci_high`, where the record has one), and the cost details of the
 report's cost table. Values are raw (fractions, counts, seconds, bytes); None where a value was not measured or is
 undefined (NaN), so rows are JSON-ready.
@@ -73,6 +74,20 @@ def time_to_accuracy(history: list[Epoch], fraction: float = TIME_TO_ACCURACY_FR
     return float(seconds), reached.iterations
 
 
+def training_length_text(record: Record) -> str | None:
+    """What set a cell's training length, for tables: "3 epochs", "200 it", "0.5 TFLOPs (120 it)" (a compute budget
+    and the iterations it implied; "0.5 TFLOPs" alone for a cell that failed before counting them)."""
+    train, budget = record.config.train, record.budget
+    if train.budget:
+        implied = budget.iterations if budget is not None else None
+        return f"{train.budget['tflops']:g} TFLOPs" + (f" ({implied} it)" if implied is not None else "")
+    if train.iterations is not None:
+        return f"{train.iterations} it"
+    if train.epochs is not None:
+        return f"{train.epochs} epoch{'' if train.epochs == 1 else 's'}"
+    return None
+
+
 def shape_text(shape: list[int] | None) -> str:
     """[1, 3, 64, 128] -> "1x3x64x128"; "" when unknown."""
     return "x".join(str(s) for s in shape) if shape else ""
@@ -114,6 +129,7 @@ def _identity(record: Record) -> dict[str, Any]:
     # model/encoder/loss/s<seed>: the slug without the dataset, for tables and figures of one dataset.
     row["label"] = f"{row['model']}/{row['encoder']}/{row['loss']}/s{row['seed']}"
     row["group"] = group_key(record)
+    row["budget"] = training_length_text(record)  # the basis the cell trained under (epochs, iterations, tflops)
     return row
 
 
