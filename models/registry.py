@@ -15,6 +15,7 @@ from torch import nn
 
 from segbench.errors import ConfigError
 from segbench.models.encoders import library_encoder_problem, load_encoder_weights
+from segbench.models.pretrained import NO_WEIGHTS, cached_or_fail, load_pretrained
 from segbench.registry import Registry
 
 
@@ -210,14 +211,22 @@ def _probe_build_on_cpu(name: str, encoder: str) -> str | None:
 
 
 def build_model(
-    name: str, *, encoder: str, classes: int, in_channels: int = 3, encoder_weights: Path | None = None
+    name: str, *, encoder: str, classes: int, in_channels: int = 3, encoder_weights: Path | None = None,
+    weights: str = "none",
 ) -> nn.Module:
-    """Build an architecture by name, randomly initialised, optionally loading a local encoder weights file."""
+    """Build an architecture by name, randomly initialised, optionally loading a local encoder weights file or the
+    pretrained encoder weights `weights` (imagenet, ssl, ...) from the local Hugging Face cache, never downloading
+    (pretrained.py; `segbench run` fetches them before any cell starts)."""
     entry = MODELS.get(name)
     reason = entry.check_encoder(encoder)
     if reason is not None:
         raise ConfigError(f"model '{name}' cannot use encoder '{encoder}': {reason}.")
+    if weights != NO_WEIGHTS and encoder_weights is not None:
+        raise ConfigError(f"encoder '{encoder}' has a local encoder_weights file and pretrained weights '{weights}'; "
+                          "use one of them.")
     model = entry.build(encoder, classes, in_channels)
+    if weights != NO_WEIGHTS:
+        load_pretrained(model, cached_or_fail(encoder, weights))
     if encoder_weights is not None:
         target = getattr(model, "encoder", None)
         if target is None:

@@ -134,13 +134,14 @@ def make_data(cell: Cell, pad_multiple: int, device: torch.device, cache_dir: Pa
 
 
 def model_factory(cell: Cell, num_classes: int, device: torch.device) -> Callable[[], torch.nn.Module]:
-    """A function building the cell's model, untrained, on `device` in the grid's memory format."""
+    """A function building the cell's model, untrained (its encoder from the cell's pretrained weights or local
+    weights file, if any: both from local files, never downloaded), on `device` in the grid's memory format."""
     from segbench.models import build_model
 
     memory_format = torch.channels_last if cell.train.channels_last else torch.preserve_format
 
     def new_model() -> torch.nn.Module:
-        return build_model(cell.model, encoder=cell.encoder, classes=num_classes,
-                           encoder_weights=cell.encoder_weights).to(device, memory_format=memory_format)
+        return build_model(cell.model, encoder=cell.encoder, classes=num_classes, encoder_weights=cell.encoder_weights,
+                           weights=cell.weights).to(device, memory_format=memory_format)
 
     return new_model

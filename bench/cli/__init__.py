@@ -22,6 +22,7 @@ from segbench.cli import (
     schema_cmd,
     show_cmd,
     summary_cmd,
+    weights_cmd,
 )
 from segbench.cli.common import DEBUG_ENV, set_debug
 
@@ -56,6 +57,7 @@ app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
 app.command("show")(show_cmd.show)
 app.command("schema")(schema_cmd.schema)
+app.add_typer(weights_cmd.app, name="weights")
 
 
 def main() -> None:

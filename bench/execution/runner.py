@@ -114,6 +114,7 @@ def run_grid(
     places cells on, 'cpu' or 'cuda': a cluster's GPUs need not be this host's); view replaces the display chosen
     for the console (bars on a terminal, lines otherwise)."""
     from segbench.datasets import default_cache_dir
+    from segbench.models.pretrained import resolve_weights
 
     console = console or Console(stderr=True)
     cache_dir = Path(cache_dir or default_cache_dir())
@@ -123,6 +124,9 @@ def run_grid(
         resolve_sync_bn(grid.train.sync_bn, "nccl" if device == "cuda" else "gloo")
     # The local executor checks --parallel before anything is written.
     executor = executor or LocalProcessExecutor(device, parallel, world_size=grid.train.world_size)
+    # Every pretrained weights file in the Hub cache (fetched when it can be) before anything is written or trained:
+    # offline without them, the run stops with the fetch command and leaves the results folder as it was.
+    resolve_weights((cell.encoder, cell.weights) for cell in expansion.cells)
     check_writable(results)
     with ResultsLock(results) as lock:
         if lock.previous_holder:

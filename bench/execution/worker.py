@@ -75,6 +75,7 @@ def run_task(task: dict[str, Any]) -> int:
     from segbench.cell.pipeline import train_and_evaluate
     from segbench.env import environment
     from segbench.grid.cells import Cell
+    from segbench.models.pretrained import weights_record
     from segbench.records.paths import cell_dir
     from segbench.records.store import (
         STATUS_FAILED,
@@ -107,7 +108,8 @@ def run_task(task: dict[str, Any]) -> int:
             parts = train_and_evaluate(cell, cell_dir(results, cell.id), device, emit,
                                        cache_dir=Path(task["cache_dir"]), batch_size=task.get("batch_size"))
         _ignore_interrupts()  # the cell is done: a late Ctrl-C must not lose its record
-        record = new_record(cell, STATUS_OK, **{**base, **parts})
+        weights = weights_record(cell.encoder, cell.weights, cell.encoder_weights)  # the file the cell loaded
+        record = new_record(cell, STATUS_OK, **{**base, **parts, **({"weights": weights} if weights else {})})
         code = 0
     except KeyboardInterrupt:  # further interrupts are already ignored (_interrupt_once)
         record = new_record(cell, STATUS_INTERRUPTED, **base,

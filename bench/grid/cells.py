@@ -17,12 +17,25 @@ from typing import Any
 
 from segbench import BENCH_SEMANTICS_VERSION
 from segbench.errors import ConfigError, DatasetError
-from segbench.grid.schema import DatasetSpec, EvalConfig, Frozen, GridConfig, LossSpec, MeasureConfig, TrainConfig
+from segbench.grid.schema import (
+    DatasetSpec,
+    EvalConfig,
+    Frozen,
+    GridConfig,
+    LossSpec,
+    MeasureConfig,
+    SafeName,
+    TrainConfig,
+)
+from segbench.registry import did_you_mean
+
+NO_WEIGHTS = "none"  # segbench.models.pretrained.NO_WEIGHTS: random initialisation
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9._+-]+$")
 # Keys added after benchmark-semantics version 2 enter the resolved configuration, and so the config hash, only
 # when set away from their default: the cells of existing results keep their ids, stay comparable and resume.
 LATE_KEYS = {"train": ("world_size", "sync_bn", "budget")}
+LATE_CELL_KEYS = ("weights",)  # the same for keys of the cell itself
 
 
 class Cell(Frozen):
@@ -37,10 +50,17 @@ class Cell(Frozen):
     eval: EvalConfig
     measure: MeasureConfig = MeasureConfig()
     encoder_weights: Path | None = None
+    weights: SafeName = NO_WEIGHTS  # pretrained encoder weights by name (segbench.models.pretrained)
+
+    @property
+    def encoder_key(self) -> str:
+        """The encoder as the slug names it: `resnet18`, or `resnet18+imagenet` when it starts from pretrained
+        weights."""
+        return self.encoder if self.weights == NO_WEIGHTS else f"{self.encoder}+{self.weights}"
 
     @property
     def slug(self) -> str:
-        return f"{self.model}__{self.encoder}__{self.loss.key}__{self.dataset.key}__s{self.seed}"
+        return f"{self.model}__{self.encoder_key}__{self.loss.key}__{self.dataset.key}__s{self.seed}"
 
     def resolved(self) -> dict[str, Any]:
         """The full configuration, defaults included, as JSON-ready data (a key of LATE_KEYS only when it is set away
@@ -51,6 +71,9 @@ class Cell(Frozen):
             for key in keys:
                 if getattr(config, key) == type(config).model_fields[key].default:
                     del resolved[section][key]
+        for key in LATE_CELL_KEYS:
+            if getattr(self, key) == type(self).model_fields[key].default:
+                del resolved[key]
         return resolved
 
     @property
@@ -109,10 +132,11 @@ def expand(grid: GridConfig) -> Expansion:
     """
     from segbench.models import MODELS, incompatibility
 
+    check_weights_names(grid)
     cells: list[Cell] = []
     skipped: list[SkippedCell] = []
-    for dataset, model, encoder, loss, seed in itertools.product(
-        grid.datasets, grid.models, grid.encoders, grid.losses, grid.seeds
+    for dataset, model, encoder, weights, loss, seed in itertools.product(
+        grid.datasets, grid.models, grid.encoders, grid.weights, grid.losses, grid.seeds
     ):
         cell = Cell(
             dataset=dataset,
@@ -124,12 +148,13 @@ def expand(grid: GridConfig) -> Expansion:
             eval=grid.eval,
             measure=grid.measure,
             encoder_weights=grid.encoder_weights.get(encoder),
+            weights=weights,
         )
         assert SAFE_ID.match(cell.slug), cell.slug  # guaranteed by the SafeName fields of the grid
         if _excluded(grid, dataset, model, encoder, loss, seed):
             skipped.append(SkippedCell(cell.slug, "excluded by the grid's exclude rules"))
             continue
-        reason = incompatibility(model, encoder, grid.train.crop)
+        reason = incompatibility(model, encoder, grid.train.crop) or weights_reason(cell)
         eval_size = evaluation_size(grid, dataset, MODELS.get(model).pad_multiple) if reason is None else None
         if eval_size is not None and tuple(eval_size) != tuple(grid.train.crop):
             reason = incompatibility(model, encoder, eval_size)
@@ -141,6 +166,32 @@ def expand(grid: GridConfig) -> Expansion:
     for dataset in grid.datasets:
         check_split_sizes(grid, dataset, [cell.slug for cell in cells if cell.dataset == dataset])
     return Expansion(cells, skipped)
+
+
+def weights_reason(cell: Cell) -> str | None:
+    """Why the cell's encoder cannot start from its pretrained weights (none offered of that name, or a local
+    encoder_weights file of the grid that they would replace), or None."""
+    from segbench.models.pretrained import weights_problem
+
+    if cell.weights == NO_WEIGHTS:
+        return None
+    if cell.encoder_weights is not None:
+        return (f"the grid's encoder_weights gives '{cell.encoder}' the local file {cell.encoder_weights}, which "
+                f"weights '{cell.weights}' would replace; its cells run with weights none")
+    return weights_problem(cell.encoder, cell.weights)
+
+
+def check_weights_names(grid: GridConfig) -> None:
+    """ConfigError when a pretrained weights name of the grid is offered by none of its encoders (a typo)."""
+    from segbench.models.pretrained import offered_weights
+
+    offered = {encoder: offered_weights(encoder) for encoder in grid.encoders if encoder != "native"}
+    known = sorted({name for names in offered.values() for name in names})
+    for name in grid.weights:
+        if name != NO_WEIGHTS and name not in known:
+            listed = "; ".join(f"{encoder}: {', '.join(names) or 'none'}" for encoder, names in offered.items())
+            raise ConfigError(f"weights '{name}' is offered by none of the grid's encoders{did_you_mean(name, known)} "
+                              f"({listed or 'no library encoder'}); use none or one of these names.")
 
 
 def holdout_size(num_images: int, fraction: float) -> int:

@@ -1,0 +1,200 @@
+"""Pretrained encoder weights (issue 21), without network: a Hugging Face cache laid out here in tmp_path holds
+smp's resnet18 `imagenet` repository (a real resnet18 encoder state dict with known values) and a timm one; cells
+load exactly those tensors and record their sha256, `segbench run` stops offline when a file is missing, the axis
+leaves the ids of grids without it unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from segbench.cli import app
+from segbench.errors import ConfigError
+from segbench.grid.cells import expand
+from segbench.grid.load import parse_grid
+from segbench.models import build_model
+from segbench.models.pretrained import cached_weights, weights_source
+
+from support.grids import read_records, tiny_grid, write_grid
+
+WIDE = {"COLUMNS": "200"}
+SMP_REPO = weights_source("resnet18", "imagenet")
+TIMM_REPO = "timm/resnet18.a1_in1k"
+TIMM_COMMIT = "0" * 40
+
+
+def put_in_cache(hub: Path, repo_id: str, revision: str, files: dict[str, bytes], main: bool = False) -> Path:
+    """Lay out one repository as hf_hub_download leaves it: blobs by hash, snapshot links, refs/main if asked."""
+    repo = hub / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (repo / "blobs").mkdir(exist_ok=True)
+    for name, content in files.items():
+        blob = repo / "blobs" / hashlib.sha256(content).hexdigest()
+        blob.write_bytes(content)
+        (snapshot / name).symlink_to(blob)
+    if main:
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / "main").write_text(revision)
+    return snapshot
+
+
+def safetensors_bytes(state: dict[str, torch.Tensor], folder: Path) -> bytes:
+    path = folder / "weights.safetensors"
+    save_file({key: value.contiguous() for key, value in state.items()}, str(path))
+    return path.read_bytes()
+
+
+def known_state(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """module's state dict with every floating tensor replaced by seeded values (nothing a random init gives)."""
+    generator = torch.Generator().manual_seed(seed)
+    return {key: torch.randn(value.shape, generator=generator) if value.is_floating_point() else value.clone()
+            for key, value in module.state_dict().items()}
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hub cache in tmp_path, for this process (huggingface_hub read its constants at import) and for the
+    workers `segbench run` starts (HF_HOME, HF_HUB_CACHE); offline, as every test."""
+    cache = tmp_path / "hf" / "hub"
+    cache.mkdir(parents=True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+@pytest.fixture
+def smp_weights(hub: Path, tmp_path: Path) -> dict[str, torch.Tensor]:
+    """smp's resnet18 `imagenet` repository in the cache, holding known tensors; returns them."""
+    from segmentation_models_pytorch.encoders import get_encoder
+
+    state = known_state(get_encoder("resnet18", weights=None), seed=7)
+    put_in_cache(hub, SMP_REPO.repo_id, SMP_REPO.revision, {
+        "config.json": json.dumps({"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}).encode(),
+        "model.safetensors": safetensors_bytes(state, tmp_path)})
+    return state
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_cell_model_loads_the_cached_smp_tensors(smp_weights: dict[str, torch.Tensor]):
+    model = build_model("unet", encoder="resnet18", classes=3, weights="imagenet")
+    loaded = model.encoder.state_dict()
+    assert torch.equal(loaded["layer1.0.conv1.weight"], smp_weights["layer1.0.conv1.weight"])
+    assert all(torch.equal(loaded[key], value) for key, value in smp_weights.items())
+    random = build_model("unet", encoder="resnet18", classes=3)
+    assert not torch.equal(random.encoder.state_dict()["conv1.weight"], smp_weights["conv1.weight"])
+
+
+def test_a_timm_encoder_loads_timm_weights_through_timm(hub: Path, tmp_path: Path):
+    import timm
+
+    state = known_state(timm.create_model("resnet18"), seed=3)  # the full classifier, head included, as timm keeps it
+    put_in_cache(hub, TIMM_REPO, TIMM_COMMIT, {"model.safetensors": safetensors_bytes(state, tmp_path)}, main=True)
+    resolved = cached_weights("tu-resnet18", "imagenet")
+    assert resolved is not None and resolved.source.repo_id == TIMM_REPO and resolved.revision == TIMM_COMMIT
+    model = build_model("fpn", encoder="tu-resnet18", classes=3, weights="imagenet")
+    assert torch.equal(model.encoder.model.layer2[0].conv1.weight, state["layer2.0.conv1.weight"])
+
+
+def test_weights_list_shows_the_cached_files(smp_weights: dict[str, torch.Tensor], hub: Path):
+    outcome = CliRunner(env=WIDE).invoke(app, ["weights", "list"])
+    assert outcome.exit_code == 0, outcome.output
+    row = next(line for line in outcome.output.splitlines() if "resnet18" in line)
+    assert "imagenet" in row and "models--smp-hub--resnet18.imagenet" in row and "MiB" in row
+    assert "model.safetensors" in outcome.output
+
+
+def test_weights_fetch_offline_is_one_sentence_and_exit_2(hub: Path):
+    outcome = CliRunner().invoke(app, ["weights", "fetch", "resnet18:ssl"])
+    assert outcome.exit_code == 2
+    lines = outcome.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: encoder 'resnet18' needs its 'ssl' weights")
+    assert "smp-hub/resnet18.ssl" in lines[0] and "segbench weights fetch resnet18:ssl" in lines[0]
+
+
+def test_weights_fetch_prints_where_a_cached_file_is(smp_weights: dict[str, torch.Tensor], hub: Path):
+    outcome = CliRunner(env=WIDE).invoke(app, ["weights", "fetch", "resnet18"])
+    assert outcome.exit_code == 0, outcome.output
+    assert "resnet18 imagenet:" in outcome.output and "model.safetensors" in outcome.output
+
+
+def test_native_and_names_an_encoder_lacks_are_skipped_with_the_reason():
+    grid = parse_grid(tiny_grid(models=["unet", "unet-classic"], encoders=["resnet18", "native", "mobilenet_v2"],
+                                weights=["none", "imagenet", "ssl"]))
+    expansion = expand(grid)
+    skipped = {entry.slug.split("__")[1] + "@" + entry.slug.split("__")[0]: entry.reason
+               for entry in expansion.skipped}
+    assert "from-scratch network with no pretrained weights" in skipped["native+imagenet@unet-classic"]
+    assert "offers imagenet for 'mobilenet_v2', not 'ssl'" in skipped["mobilenet_v2+ssl@unet"]
+    assert {cell.slug for cell in expansion.cells} >= {"unet__resnet18+ssl__ce__synthetic__s0",
+                                                       "unet-classic__native__ce__synthetic__s0"}
+
+
+def test_a_weights_name_no_encoder_offers_is_a_config_error():
+    with pytest.raises(ConfigError, match="weights 'imagenett' is offered by none of the grid's encoders .did you "
+                                          "mean 'imagenet'"):
+        expand(parse_grid(tiny_grid(weights=["imagenett"])))
+
+
+@pytest.mark.parametrize(("weights", "expected"), [(["none", "none"], "weights lists 'none' twice"),
+                                                   (["ImageNet"], "must be lower case"), ([], "weights")])
+def test_bad_weights_axes_are_refused(weights: list[str], expected: str):
+    with pytest.raises(ConfigError, match=expected):
+        parse_grid(tiny_grid(weights=weights))
+
+
+def test_the_axis_leaves_ids_of_none_unchanged_and_names_pretrained_cells():
+    plain = expand(parse_grid(tiny_grid())).cells
+    crossed = expand(parse_grid(tiny_grid(weights=["none", "imagenet"]))).cells
+    assert [cell.id for cell in plain] == [crossed[0].id]
+    assert "weights" not in crossed[0].resolved() and crossed[1].resolved()["weights"] == "imagenet"
+    assert crossed[1].slug == "unet__resnet18+imagenet__ce__synthetic__s0"
+    assert crossed[1].config_hash != crossed[0].config_hash
+
+
+def test_run_offline_without_the_weights_stops_before_writing(hub: Path, tmp_path: Path):
+    grid = write_grid(tmp_path / "grid.yaml", tiny_grid(weights=["none", "imagenet"]))
+    results = tmp_path / "results"
+    outcome = CliRunner().invoke(app, ["run", str(grid), "--results", str(results), "--device", "cpu"])
+    assert outcome.exit_code == 2, outcome.output
+    error = [line for line in outcome.output.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "encoder 'resnet18' needs its 'imagenet' weights" in error[0]
+    assert "segbench weights fetch resnet18:imagenet" in error[0]
+    assert not results.exists()
+
+
+@pytest.mark.slow  # two cells through `segbench run`: 24 s here
+def test_run_crosses_none_and_imagenet_against_the_prepared_cache(smp_weights: dict[str, torch.Tensor], hub: Path,
+                                                                  tmp_path: Path):
+    document = tiny_grid(weights=["none", "imagenet"], train={"epochs": 1},
+                         dataset={"n_train": 4, "n_val": 2, "height": 32, "width": 64},
+                         measure={"enabled": False})
+    grid = write_grid(tmp_path / "grid.yaml", document)
+    results = tmp_path / "results"
+    outcome = CliRunner(env=WIDE).invoke(app, ["run", str(grid), "--results", str(results), "--device", "cpu"])
+    assert outcome.exit_code == 0, outcome.output
+    records = {record["slug"]: record for record in read_records(results).values()}
+    assert set(records) == {"unet__resnet18__ce__synthetic__s0", "unet__resnet18+imagenet__ce__synthetic__s0"}
+    assert all(record["status"] == "ok" for record in records.values()), records
+    plain_id = expand(parse_grid({key: value for key, value in document.items() if key != "weights"})).cells[0].id
+    assert records["unet__resnet18__ce__synthetic__s0"]["cell_id"] == plain_id
+    assert "weights" not in records["unet__resnet18__ce__synthetic__s0"]
+    pretrained = records["unet__resnet18+imagenet__ce__synthetic__s0"]
+    file = hub / "models--smp-hub--resnet18.imagenet" / "snapshots" / SMP_REPO.revision / "model.safetensors"
+    assert pretrained["weights"] == {"name": "imagenet", "library": "smp", "repo_id": "smp-hub/resnet18.imagenet",
+                                     "revision": SMP_REPO.revision, "file": "model.safetensors",
+                                     "sha256": sha256_of(file)}
+    assert pretrained["config"]["weights"] == "imagenet"
