@@ -2,7 +2,7 @@
 
 `record` returns what the worker writes for a cell (`bench/execution/worker.py` around `bench/cell/pipeline.py`):
 identity, the resolved configuration of a real expanded cell, environment, dataset, metrics computed from a confusion
-matrix by `segbench.metrics`, the mIoU interval over per-image counts, history, selection, cost (params, MACs,
+matrix by `segbench.metrics`, the mIoU interval over per-image counts, history, budget, selection, cost (params, MACs,
 latency with its conditions and machine fingerprint, memory), precision, throughput and timing. Where the project has
 a function that builds a part, the part comes from it, so the shape follows the code. Tests vary what they are about
 through keywords (slug, config hash, mIoU or a confusion matrix, status and error kind, latency, machine, ...).
@@ -262,6 +262,7 @@ def finished_parts(cell: Any, miou: float | None, matrix: np.ndarray | None, cla
                    absent: Iterable[int], history_shares: Sequence[float], epoch_time_s: float,
                    iterations_per_epoch: int, intervals: bool, train_time_s: float) -> dict[str, Any]:
     """What `train_and_evaluate` returns for a finished cell, but cost and throughput."""
+    from segbench.cell.budget import BASIS_EPOCHS, TrainingLength
     from segbench.cell.data import loader_settings
     from segbench.cell.distributed import SINGLE
     from segbench.cell.pipeline import miou_interval
@@ -296,6 +297,7 @@ def finished_parts(cell: Any, miou: float | None, matrix: np.ndarray | None, cla
                                         "union": "int64 [images, classes]"}},
         "examples": examples(per_image),
         "history": rows,
+        "budget": TrainingLength(BASIS_EPOCHS, iterations).record(),
         "selection": SelectionRule.of(cell.eval).record(rows, len(rows), None),
         "checkpoint": CHECKPOINT_FILE,
         "train_batch_size": batch,
