@@ -44,26 +44,6 @@ class Part(BaseModel):
         """The section as it is stored: exactly the keys it was built from (unset defaults are not added)."""
         return self.model_dump(mode="python", exclude_unset=True, by_alias=True)
 
-    # Transitional dict access while readers move to attributes (removed when none is left).
-    def __getitem__(self, key: str) -> Any:
-        if key in type(self).model_fields:
-            return getattr(self, key)
-        extra = self.__pydantic_extra__ or {}
-        if key in extra:
-            return extra[key]
-        raise KeyError(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            value = self[key]
-        except KeyError:
-            return default
-        return default if value is None and key not in self.model_fields_set and key not in (
-            self.__pydantic_extra__ or {}) else value
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.model_fields_set or key in (self.__pydantic_extra__ or {})
-
 
 # ---- configuration (the resolved cell, as the grid stage wrote it) ----
 
