@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from segbench.analysis.report import write_report
 from segbench.cli import app
 from segbench.records.paths import RECORD_FILE, cells_dir
 from segbench.records.schema import RECORD_SCHEMA_VERSION, Record, json_schema, unknown_fields
@@ -63,6 +64,8 @@ def test_a_record_from_a_newer_segbench_reads_keeps_what_it_does_not_know_and_sa
     (note,) = loaded.notes
     assert "written by a newer segbench" in note and "calibration, metrics.boundary_iou" in note
     assert record.to_json() == newer
+    report = write_report(tmp_path, tmp_path / "report")
+    assert note in report.read_text()  # the report says it too
     # a folder of this version's records has no note
     assert load_records(DATA / "results-current").notes == []
 

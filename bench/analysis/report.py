@@ -80,6 +80,8 @@ def write_report(results: Path, out: Path | None = None, options: ComparisonOpti
                f"Generated {now_iso()} from the records in `{results}` alone: {len(selection.records)} cells "
                f"({len(ok)} ok, {len(failed)} not ok), {len(selection.superseded)} superseded records, "
                f"{len(loaded.unreadable)} unreadable. Regenerate with `segbench report {results}`.")
+    for note in loaded.notes:  # records from a newer segbench: what this version does not show
+        writer.add("", f"> {note}")
     datasets: dict[str, list[Record]] = {}
     for record in ok:
         datasets.setdefault(record_row(record)["dataset"] or "unknown", []).append(record)
@@ -159,10 +161,21 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[Record]) ->
                "torchinfo's forward/backward size is an estimate (it ignores parameter-free layers).")
     cost = tables.cost_frame(records)
     writer.table(cost, tables.COST, f"cost-{slug}.csv")
+    started = sorted({weights_text(r) for r in records if r.weights})
+    if started:
+        writer.add(f"Pretrained encoder weights (the other cells start from random weights): {'; '.join(started)}.")
     skipped = sorted({op for r in records if r.cost and r.cost.macs for op in r.cost.macs.unsupported_ops})
     if skipped:
         writer.add("Operators fvcore skipped (not in the MAC counts; calls per cell in the CSV): "
                    f"{', '.join(f'`{op}`' for op in skipped)}.")
+
+
+def weights_text(record: Record) -> str:
+    """"resnet18 from `imagenet` (smp: smp-hub/resnet18.imagenet @ 3f2325f, sha256 0123456789ab)"."""
+    weights = record.weights
+    revision = f" @ {weights.revision[:7]}" if weights.revision else ""
+    return (f"{record.config.encoder} from `{weights.name}` ({weights.library}: {weights.repo_id or weights.file}"
+            f"{revision}, sha256 {(weights.sha256 or '?')[:12]})")
 
 
 def _or_unknown(value: Any) -> Any:
