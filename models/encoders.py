@@ -1,8 +1,9 @@
 """Encoder names and local encoder weights.
 
 Any segmentation-models-pytorch encoder and any timm model with the `tu-` prefix is accepted. The curated list is
-what `segbench list encoders` shows and what the did-you-mean suggestions draw from. Nothing is ever downloaded:
-models are built with random weights, and a user may point at a local weights file.
+what `segbench list encoders` shows and what the did-you-mean suggestions draw from. Nothing is downloaded here:
+models are built with random weights, and a user may point at a local weights file (or name pretrained weights,
+which pretrained.py finds in the Hugging Face cache).
 """
 
 from __future__ import annotations

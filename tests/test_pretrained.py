@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import huggingface_hub
@@ -15,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
+from segbench.analysis.report import write_report
 from segbench.cli import app
 from segbench.errors import ConfigError
 from segbench.grid.cells import expand
@@ -198,3 +200,10 @@ def test_run_crosses_none_and_imagenet_against_the_prepared_cache(smp_weights: d
                                      "revision": SMP_REPO.revision, "file": "model.safetensors",
                                      "sha256": sha256_of(file)}
     assert pretrained["config"]["weights"] == "imagenet"
+    # The report's cost section names the weights. (A report of both cells needs the weights among the identity of
+    # a row, which records/rows.py and the comparisons do not have yet: it reports the pretrained cell alone.)
+    alone = tmp_path / "pretrained-only" / "cells" / pretrained["cell_id"]
+    shutil.copytree(results / "cells" / pretrained["cell_id"], alone)
+    report = write_report(alone.parent.parent).read_text()
+    assert (f"Pretrained encoder weights (the other cells start from random weights): resnet18 from `imagenet` "
+            f"(smp: smp-hub/resnet18.imagenet @ {SMP_REPO.revision[:7]}, sha256 {sha256_of(file)[:12]})") in report
