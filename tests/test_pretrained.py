@@ -23,6 +23,7 @@ from segbench.grid.cells import expand
 from segbench.grid.load import parse_grid
 from segbench.models import build_model
 from segbench.models.pretrained import cached_weights, weights_source
+from segbench.predict.trained import load_trained_cell
 
 from support.grids import read_records, tiny_grid, write_grid
 
@@ -133,6 +134,14 @@ def test_weights_fetch_prints_where_a_cached_file_is(smp_weights: dict[str, torc
     assert "resnet18 imagenet:" in outcome.output and "model.safetensors" in outcome.output
 
 
+def test_weights_fetch_of_a_grid_resolves_its_pretrained_cells(smp_weights: dict[str, torch.Tensor], hub: Path,
+                                                                tmp_path: Path):
+    grid = write_grid(tmp_path / "grid.yaml", tiny_grid(weights=["none", "imagenet"]))
+    outcome = CliRunner(env=WIDE).invoke(app, ["weights", "fetch", str(grid)])
+    assert outcome.exit_code == 0, outcome.output
+    assert outcome.output.count("resnet18 imagenet:") == 1 and "model.safetensors" in outcome.output
+
+
 def test_native_and_names_an_encoder_lacks_are_skipped_with_the_reason():
     grid = parse_grid(tiny_grid(models=["unet", "unet-classic"], encoders=["resnet18", "native", "mobilenet_v2"],
                                 weights=["none", "imagenet", "ssl"]))
@@ -178,7 +187,7 @@ def test_run_offline_without_the_weights_stops_before_writing(hub: Path, tmp_pat
     assert not results.exists()
 
 
-@pytest.mark.slow  # two cells through `segbench run`: 24 s here
+@pytest.mark.slow  # two cells through `segbench run`: 24-46 s here (a shared machine)
 def test_run_crosses_none_and_imagenet_against_the_prepared_cache(smp_weights: dict[str, torch.Tensor], hub: Path,
                                                                   tmp_path: Path):
     document = tiny_grid(weights=["none", "imagenet"], train={"epochs": 1},
@@ -207,3 +216,8 @@ def test_run_crosses_none_and_imagenet_against_the_prepared_cache(smp_weights: d
     report = write_report(alone.parent.parent).read_text()
     assert (f"Pretrained encoder weights (the other cells start from random weights): resnet18 from `imagenet` "
             f"(smp: smp-hub/resnet18.imagenet @ {SMP_REPO.revision[:7]}, sha256 {sha256_of(file)[:12]})") in report
+    # predict rebuilds the architecture and loads the trained checkpoint: no weights file needed, none downloaded.
+    shutil.rmtree(hub / "models--smp-hub--resnet18.imagenet")
+    trained = load_trained_cell(results / "cells" / pretrained["cell_id"], torch.device("cpu"))
+    saved = torch.load(results / "cells" / pretrained["cell_id"] / "model.pt", weights_only=True)
+    assert torch.equal(trained.model.state_dict()["encoder.conv1.weight"], saved["encoder.conv1.weight"])
