@@ -315,21 +315,6 @@ class Weights(Part):
     sha256: str | None = None
 
 
-class Tuning(Part):
-    """How a tuned cell's training parameters were chosen: its configuration's study, equal for every configuration."""
-
-    study: str
-    sampler: str | None = None
-    trials: int | None = None  # the budget: trials per configuration
-    completed: int | None = None
-    space: dict[str, Any] = Field(default_factory=dict)
-    best_params: dict[str, Any] = Field(default_factory=dict)
-    best_value: float | None = None  # the best trial's holdout mIoU
-    objective: str | None = None
-    holdout: float | None = None  # fraction of the training split the trials were scored on
-    seed: int | None = None
-
-
 class Budget(Part):
     """What a cell's training length was set by: `epochs`, `iterations` or `tflops` (equal training compute), and for
     a compute budget the iterations it implied."""
@@ -579,7 +564,6 @@ class Record(Part):
     throughput: Throughput | None = None
     timing: Timing | None = None
     weights: Weights | None = None
-    tuning: Tuning | None = None
     budget: Budget | None = None
 
     @property
