@@ -178,18 +178,19 @@ def fetch_weights(encoder: str, name: str) -> ResolvedWeights:
     found = cached_weights(encoder, name)
     if found is not None:
         return found
+    cause = None
     if constants.is_offline_mode():
         why = "HF_HUB_OFFLINE is set"
     else:
         try:
             return _resolve(source, local_only=False)
-        except (OSError, ValueError) as exc:  # no network, a proxy, a missing repository: the hub's errors
-            why = f"the download failed ({type(exc).__name__})"
+        except Exception as exc:  # no network, a proxy, a missing repository: hub and HTTP-client errors alike
+            why, cause = f"the download failed: {type(exc).__name__}", exc
     raise WeightsUnavailable(
         f"encoder '{encoder}' needs its '{name}' weights ({source.repo_id}), which are not in the Hugging Face cache "
         f"({constants.HF_HUB_CACHE}) and cannot be downloaded here ({why}); run `{fetch_command(encoder, name)}` on "
         "a machine with internet and copy its cache here (or point HF_HOME at it)."
-    )
+    ) from cause
 
 
 def resolve_weights(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], ResolvedWeights]:

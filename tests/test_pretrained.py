@@ -13,6 +13,7 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import torch
+from huggingface_hub.errors import LocalEntryNotFoundError
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
@@ -22,7 +23,13 @@ from segbench.errors import ConfigError
 from segbench.grid.cells import expand
 from segbench.grid.load import parse_grid
 from segbench.models import build_model
-from segbench.models.pretrained import cached_weights, weights_source
+from segbench.models.pretrained import (
+    WeightsUnavailable,
+    cached_weights,
+    fetch_weights,
+    weights_record,
+    weights_source,
+)
 from segbench.predict.trained import load_trained_cell
 
 from support.grids import read_records, tiny_grid, write_grid
@@ -126,6 +133,47 @@ def test_weights_fetch_offline_is_one_sentence_and_exit_2(hub: Path):
     lines = outcome.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: encoder 'resnet18' needs its 'ssl' weights")
     assert "smp-hub/resnet18.ssl" in lines[0] and "segbench weights fetch resnet18:ssl" in lines[0]
+
+
+def test_weights_fetch_downloads_with_hf_hub_download(hub: Path, monkeypatch: pytest.MonkeyPatch):
+    """Online, a file missing from the cache is fetched by the hub's own download (here one that writes locally)."""
+    real, calls = huggingface_hub.hf_hub_download, []
+
+    def download(repo_id: str, filename: str, revision: str | None = None, local_files_only: bool = False) -> str:
+        if local_files_only:
+            return real(repo_id, filename, revision=revision, local_files_only=True)
+        calls.append((repo_id, filename, revision))
+        return str(put_in_cache(hub, repo_id, revision, {filename: b"weights"}) / filename)
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    outcome = CliRunner(env=WIDE).invoke(app, ["weights", "fetch", "resnet18:ssl"])
+    assert outcome.exit_code == 0, outcome.output
+    revision = weights_source("resnet18", "ssl").revision
+    assert calls == [("smp-hub/resnet18.ssl", "config.json", revision),
+                     ("smp-hub/resnet18.ssl", "model.safetensors", revision)]
+    assert f"resnet18 ssl: {hub}/models--smp-hub--resnet18.ssl/snapshots/{revision}/model.safetensors" in outcome.output
+
+
+def test_a_failed_download_is_one_sentence_with_the_fetch_command(hub: Path, monkeypatch: pytest.MonkeyPatch):
+    def no_network(repo_id: str, filename: str, revision: str | None = None, local_files_only: bool = False) -> str:
+        if local_files_only:
+            raise LocalEntryNotFoundError("not in the cache")
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    with pytest.raises(WeightsUnavailable, match=r"the download failed: ConnectionError\); run `segbench weights "
+                                                 r"fetch resnet18:imagenet` on a machine with internet"):
+        fetch_weights("resnet18", "imagenet")
+
+
+def test_a_local_encoder_weights_file_is_recorded_with_its_sha256(tmp_path: Path):
+    path = tmp_path / "resnet18.pth"
+    path.write_bytes(b"weights")
+    assert weights_record("resnet18", "none", path) == {"name": "file", "library": "file", "file": str(path),
+                                                        "sha256": hashlib.sha256(b"weights").hexdigest()}
+    assert weights_record("resnet18", "none", None) is None
 
 
 def test_weights_fetch_prints_where_a_cached_file_is(smp_weights: dict[str, torch.Tensor], hub: Path):

@@ -185,6 +185,8 @@ def check_weights_names(grid: GridConfig) -> None:
     """ConfigError when a pretrained weights name of the grid is offered by none of its encoders (a typo)."""
     from segbench.models.pretrained import offered_weights
 
+    if set(grid.weights) == {NO_WEIGHTS}:
+        return
     offered = {encoder: offered_weights(encoder) for encoder in grid.encoders if encoder != "native"}
     known = sorted({name for names in offered.values() for name in names})
     for name in grid.weights:
