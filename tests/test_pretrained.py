@@ -269,3 +269,31 @@ def test_run_crosses_none_and_imagenet_against_the_prepared_cache(smp_weights: d
     trained = load_trained_cell(results / "cells" / pretrained["cell_id"], torch.device("cpu"))
     saved = torch.load(results / "cells" / pretrained["cell_id"] / "model.pt", weights_only=True)
     assert torch.equal(trained.model.state_dict()["encoder.conv1.weight"], saved["encoder.conv1.weight"])
+
+
+def test_a_report_compares_pretrained_and_random_encoders_as_levels_of_the_encoder_axis(tmp_path: Path):
+    """Cells that differ only by `weights` are two cells of one report: their rows name the encoder as the slug does
+    (resnet18 vs resnet18+imagenet), so the encoder comparison sets pretraining against random initialisation."""
+    from segbench.records.rows import record_row
+    from segbench.records.schema import as_record
+
+    from support.records import record, write_results
+
+    built = []
+    for seed in (0, 1):
+        for weights, miou in ((None, 0.40), ("imagenet", 0.55)):
+            item = record(f"unet__resnet18__ce__synthetic__s{seed}", miou=miou + 0.01 * seed)
+            if weights:
+                slug = item["slug"].replace("resnet18", "resnet18+imagenet")
+                item = {**item, "slug": slug, "cell_id": f"{slug}-{item['config_hash']}",
+                        "config": {**item["config"], "weights": weights},
+                        "weights": {"name": weights, "library": "smp", "sha256": "0" * 64}}
+            built.append(item)
+    rows = [record_row(as_record(item)) for item in built]
+    assert [(row["encoder"], row["weights"], row["loss"]) for row in rows[:2]] == [
+        ("resnet18", "none", "ce"), ("resnet18+imagenet", "imagenet", "ce")]
+    results = write_results(tmp_path / "results", built)
+    text = write_report(results, tmp_path / "report").read_text()
+    assert "resnet18+imagenet" in text
+    effects = (tmp_path / "report" / "comparisons.csv").read_text()
+    assert "resnet18+imagenet" in effects and "encoder" in effects

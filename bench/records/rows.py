@@ -101,9 +101,10 @@ def _number(value: Any) -> Any:
 
 def _loss_key(record: Record, dataset: str) -> str:
     """The loss as the slug names it (e.g. "focal-g1" for focal with gamma 1, so that two focal losses stay two
-    levels): the slug between "<model>__<encoder>__" and "__<dataset>__s<seed>"; the loss's id or name otherwise."""
+    levels): the slug between "<model>__<encoder>[+<weights>]__" and "__<dataset>__s<seed>"; the loss's id or name
+    otherwise."""
     config = record.config
-    prefix = f"{config.model}__{config.encoder}__"
+    prefix = f"{config.model}__{config.encoder}{'+' + config.weights if config.weights else ''}__"  # Cell.encoder_key
     suffix = f"__{dataset}__s{config.seed}"
     slug = record.slug
     if slug.startswith(prefix) and slug.endswith(suffix) and len(slug) > len(prefix) + len(suffix):
@@ -122,7 +123,10 @@ def _identity(record: Record) -> dict[str, Any]:
         "error": record.error_kind,
         "dataset": dataset,
         "model": config.model,
-        "encoder": config.encoder,
+        # the encoder as the slug names it: "resnet18", or "resnet18+imagenet" when it started from pretrained
+        # weights, so that comparisons of the encoder axis set pretrained against random initialisation
+        "encoder": f"{config.encoder}+{config.weights}" if config.weights else config.encoder,
+        "weights": config.weights or "none",  # the grid axis `weights` on its own
         "loss": _loss_key(record, dataset),
         "seed": config.seed,
     }
