@@ -297,3 +297,14 @@ def test_a_report_compares_pretrained_and_random_encoders_as_levels_of_the_encod
     assert "resnet18+imagenet" in text
     effects = (tmp_path / "report" / "comparisons.csv").read_text()
     assert "resnet18+imagenet" in effects and "encoder" in effects
+
+
+def test_exclude_rules_match_the_weights_axis():
+    grid = tiny_grid(weights=["none", "imagenet"], models=["unet", "fpn"],
+                     exclude=[{"model": "fpn", "weights": "imagenet"}])
+    expansion = expand(parse_grid(grid))
+    assert [cell.slug for cell in expansion.cells] == [
+        "unet__resnet18__ce__synthetic__s0", "unet__resnet18+imagenet__ce__synthetic__s0",
+        "fpn__resnet18__ce__synthetic__s0"]
+    assert [(skipped.slug, skipped.reason) for skipped in expansion.skipped] == [
+        ("fpn__resnet18+imagenet__ce__synthetic__s0", "excluded by the grid's exclude rules")]

@@ -99,8 +99,10 @@ class Expansion:
     skipped: list[SkippedCell]
 
 
-def _excluded(grid: GridConfig, dataset: DatasetSpec, model: str, encoder: str, loss: LossSpec, seed: int) -> bool:
-    values = {"dataset": dataset.key, "model": model, "encoder": encoder, "loss": loss.key, "seed": seed}
+def _excluded(grid: GridConfig, dataset: DatasetSpec, model: str, encoder: str, loss: LossSpec, seed: int,
+              weights: str) -> bool:
+    values = {"dataset": dataset.key, "model": model, "encoder": encoder, "loss": loss.key, "seed": seed,
+              "weights": weights}
     return any(
         all(getattr(rule, field) is None or getattr(rule, field) == value for field, value in values.items())
         for rule in grid.exclude
@@ -151,7 +153,7 @@ def expand(grid: GridConfig) -> Expansion:
             weights=weights,
         )
         assert SAFE_ID.match(cell.slug), cell.slug  # guaranteed by the SafeName fields of the grid
-        if _excluded(grid, dataset, model, encoder, loss, seed):
+        if _excluded(grid, dataset, model, encoder, loss, seed, weights):
             skipped.append(SkippedCell(cell.slug, "excluded by the grid's exclude rules"))
             continue
         reason = incompatibility(model, encoder, grid.train.crop) or weights_reason(cell)

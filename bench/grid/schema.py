@@ -198,6 +198,7 @@ class ExcludeRule(Frozen):
     encoder: str | None = None
     loss: str | None = None
     seed: int | None = None
+    weights: str | None = None
 
 
 class GridConfig(Frozen):
