@@ -21,10 +21,24 @@ def make_datasets(cell: Cell, pad_multiple: int, cache_dir: Path | None):
     train_tf = TrainTransform(crop=tuple(cell.train.crop), scale_range=tuple(cell.train.scale_range),
                               hflip=cell.train.hflip)
     train_set = build_dataset(cell.dataset.name, params, "train", train_tf, cache_dir)
+    if cell.trial is not None:  # a tuning trial reports on a holdout of the training split and never reads val
+        return trial_datasets(cell, train_set, pad_multiple, cache_dir)
     val_set = build_dataset(cell.dataset.name, params, cell.eval.split, eval_transform(cell, pad_multiple), cache_dir)
     if cell.eval.max_images is not None and len(val_set) > cell.eval.max_images:
         val_set = Subset(val_set, range(cell.eval.max_images))
     return train_set, val_set
+
+
+def trial_datasets(cell: Cell, train_set, pad_multiple: int, cache_dir: Path | None):
+    """(training images, holdout) of a tuning trial: the holdout fraction of the training split carved by the cell's
+    seed (the study's), with the evaluation transform, and the rest to train on."""
+    from segbench.cell.selection import holdout_indices
+    from segbench.datasets import build_dataset, parse_dataset_params
+
+    params = parse_dataset_params(cell.dataset.name, cell.dataset.params)
+    train_indices, holdout = holdout_indices(len(train_set), cell.trial.holdout, cell.seed)
+    unaugmented = build_dataset(cell.dataset.name, params, "train", eval_transform(cell, pad_multiple), cache_dir)
+    return Subset(train_set, train_indices), Subset(unaugmented, holdout)
 
 
 def eval_transform(cell: Cell, pad_multiple: int):

@@ -71,7 +71,9 @@ def check_writable(results: Path) -> None:
 
 
 def save_resolved_grid(grid: GridConfig, results: Path) -> Path:
-    text = yaml.safe_dump(grid.model_dump(mode="json"), sort_keys=False)
+    # A grid without `tune:` is saved as before the section existed (the file name is a hash of the text).
+    text = yaml.safe_dump(grid.model_dump(mode="json", exclude={"tune"} if grid.tune is None else None),
+                          sort_keys=False)
     digest = hashlib.sha256(text.encode()).hexdigest()[:10]
     path = grids_dir(results) / f"{grid.name}-{digest}.yaml"
     atomic_write_text(path, text)
@@ -134,9 +136,15 @@ def run_grid(
                           f"(pid {lock.previous_holder.get('pid')}, started {lock.previous_holder.get('started_at')})")
         prepare_datasets(grid, cache_dir)
         save_resolved_grid(grid, results)
-        summary = RunSummary(cells=expansion.cells)
+        cells, tuned = expansion.cells, None
+        if grid.tune is not None:  # the studies first: the final cells train with each configuration's best settings
+            tuned = _run_studies(grid, cells, results, device, cache_dir, executor, oom_retry, console)
+            if tuned is None:
+                return RunSummary(cells=cells, interrupted=True)
+            cells = tuned.cells
+        summary = RunSummary(cells=cells)
         pending: list[Cell] = []
-        for cell in expansion.cells:
+        for cell in cells:
             record = existing_record(results, cell)
             if not force and is_finished(record, cell.config_hash, retry_failed):
                 summary.records[cell.id] = record
@@ -144,7 +152,7 @@ def run_grid(
             else:
                 pending.append(cell)
         at_once = f", {executor.max_in_flight} at a time" if executor.max_in_flight > 1 else ""
-        console.print(f"[bold]{grid.name}[/]: {len(expansion.cells)} cells, {summary.reused} already finished, "
+        console.print(f"[bold]{grid.name}[/]: {len(cells)} cells, {summary.reused} already finished, "
                       f"{len(pending)} to run on {device}{at_once}; results in {results}")
         print_expected_time(console, pending, device, cache_dir)
         if pending and getattr(executor, "warning", None):  # executors written before `warning` have none
@@ -156,12 +164,40 @@ def run_grid(
             _run_tasks(tasks, executor, oom_retry, view, summary)
         finally:
             view.end()
+        if tuned is not None:
+            from segbench.execution.tuning import add_tuning_parts
+
+            add_tuning_parts(results, tuned)
     # Read back what is on disk: after an interruption a worker may have finished a record the loop never saw.
-    for cell in expansion.cells:
+    for cell in cells:
         record = existing_record(results, cell)
         if record is not None and record.config_hash == cell.config_hash:
             summary.records[cell.id] = record
     return summary
+
+
+def _run_studies(grid: GridConfig, cells: list[Cell], results: Path, device: str, cache_dir: Path,
+                 executor: Executor, oom_retry: bool, console: Console) -> Any:
+    """The grid's tuning studies (segbench.execution.tuning), their trials run by this module's loop into the
+    results folder's tuning/ folder; the final cells and their tuning parts, or None when interrupted."""
+    from segbench.execution.tuning import run_studies
+    from segbench.records.paths import tuning_dir
+
+    def task_for(cell: Cell) -> CellTask:
+        return CellTask(cell, tuning_dir(results), device, cache_dir, uuid.uuid4().hex)
+
+    def run_trials(tasks: list[CellTask]) -> bool:
+        trials, view = RunSummary(cells=[task.cell for task in tasks]), make_view(console)
+        view.begin(len(tasks))
+        try:
+            _run_tasks(tasks, executor, oom_retry, view, trials)
+        finally:
+            view.end()
+        return trials.interrupted
+
+    console.print(f"[bold]{grid.name}[/]: tuning {grid.tune.trials} trials per configuration "
+                  f"({grid.tune.sampler}); trials in {tuning_dir(results)}")
+    return run_studies(grid.tune, cells, results, task_for, run_trials)
 
 
 def _run_tasks(tasks: list[CellTask], executor: Executor, oom_retry: bool, view: ProgressView,

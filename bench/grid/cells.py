@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from segbench import BENCH_SEMANTICS_VERSION
 from segbench.errors import ConfigError, DatasetError
 from segbench.grid.schema import (
@@ -35,7 +37,17 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9._+-]+$")
 # Keys added after benchmark-semantics version 2 enter the resolved configuration, and so the config hash, only
 # when set away from their default: the cells of existing results keep their ids, stay comparable and resume.
 LATE_KEYS = {"train": ("world_size", "sync_bn", "budget")}
-LATE_CELL_KEYS = ("weights",)  # the same for keys of the cell itself
+LATE_CELL_KEYS = ("weights", "trial")  # the same for keys of the cell itself
+
+
+class TrialSpec(Frozen):
+    """What makes a cell a tuning trial (segbench.execution.tuning): its study, its number in the study, and the
+    fraction of the training split it is scored on (carved by the cell's seed, the study's seed) instead of
+    eval.split, which a trial never reads."""
+
+    study: SafeName
+    number: int = Field(ge=0)
+    holdout: float = Field(gt=0, lt=1)
 
 
 class Cell(Frozen):
@@ -51,6 +63,7 @@ class Cell(Frozen):
     measure: MeasureConfig = MeasureConfig()
     encoder_weights: Path | None = None
     weights: SafeName = NO_WEIGHTS  # pretrained encoder weights by name (segbench.models.pretrained)
+    trial: TrialSpec | None = None  # set on the cells of a tuning study only
 
     @property
     def encoder_key(self) -> str:
@@ -60,7 +73,8 @@ class Cell(Frozen):
 
     @property
     def slug(self) -> str:
-        return f"{self.model}__{self.encoder_key}__{self.loss.key}__{self.dataset.key}__s{self.seed}"
+        slug = f"{self.model}__{self.encoder_key}__{self.loss.key}__{self.dataset.key}__s{self.seed}"
+        return slug if self.trial is None else f"{slug}__t{self.trial.number}"
 
     def resolved(self) -> dict[str, Any]:
         """The full configuration, defaults included, as JSON-ready data (a key of LATE_KEYS only when it is set away

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from segbench.errors import ConfigError
+from segbench.grid.tune import TuneConfig
 from segbench.losses import LOSSES
 
 # Names that become parts of file names (cell ids, the saved grid): no separators, no leading dot, so no value in a
@@ -217,6 +218,7 @@ class GridConfig(Frozen):
     # Pretrained encoder weights by name, an axis like the others: `none` (random initialisation), `imagenet`, or
     # another name the library offers for the encoder (segbench.models.pretrained; checked per cell at expansion).
     weights: list[SafeName] = Field(default_factory=lambda: ["none"], min_length=1)
+    tune: TuneConfig | None = None  # an equal tuning budget per configuration (segbench.grid.tune)
 
     @field_validator("weights")
     @classmethod

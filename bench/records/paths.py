@@ -12,6 +12,8 @@ Layout of a results folder:
     <results>/cells/<cell id>/worker.log     the worker's stderr
     <results>/cells/<cell id>/examples/      example images, labels and predictions (PNG)
     <results>/cells/<cell id>/tensorboard.json  where the cell's TensorBoard run is (`segbench run --tensorboard`)
+    <results>/tuning/studies.db              the Optuna studies of a grid with `tune:` (SQLite; the runner's alone)
+    <results>/tuning/cells/<trial id>/...    the tuning trials' cells, laid out as above, apart from the grid's cells
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ WORKER_LOG_FILE = "worker.log"
 # `segbench show` and `segbench report` can say it; {"log_dir": DIR, "run": DIR/<cell id>}, absolute paths.
 TENSORBOARD_FILE = "tensorboard.json"
 EXAMPLES_DIR = "examples"
+TUNING_DIR = "tuning"
+STUDIES_FILE = "studies.db"
 
 
 def cells_dir(results: Path) -> Path:
@@ -40,6 +44,15 @@ def cells_dir(results: Path) -> Path:
 
 def cell_dir(results: Path, cell_id: str) -> Path:
     return cells_dir(results) / cell_id
+
+
+def tuning_dir(results: Path) -> Path:
+    """The results folder of a grid's tuning trials (its own `cells/`), apart from the grid's cells."""
+    return Path(results) / TUNING_DIR
+
+
+def studies_file(results: Path) -> Path:
+    return tuning_dir(results) / STUDIES_FILE
 
 
 def grids_dir(results: Path) -> Path:

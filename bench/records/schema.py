@@ -326,6 +326,22 @@ class Budget(Part):
     method: str | None = None
 
 
+class Tuning(Part):
+    """How a tuned cell's train settings were chosen (grid `tune:`): its configuration's study, the sampler and the
+    budget, the best parameters and their score on a holdout of the training split (never the reported split)."""
+
+    study: str
+    sampler: str
+    trials: int  # the budget: trials per configuration
+    completed: int | None = None  # trials that finished with a score
+    space: dict[str, dict[str, Any]] | None = None  # train key -> {log_uniform | uniform | int | choice: ...}
+    best_params: dict[str, float | int] | None = None
+    best_value: float | None = None  # the best trial's objective: its mIoU on the holdout
+    objective: str | None = None
+    holdout: float | None = None  # fraction of the training split that scored the trials
+    seed: int | None = None  # the study's seed: its sampler and the holdout it carved
+
+
 # ---- what it cost ----
 
 class Params(Part):
@@ -565,6 +581,7 @@ class Record(Part):
     timing: Timing | None = None
     weights: Weights | None = None
     budget: Budget | None = None
+    tuning: Tuning | None = None
 
     @property
     def ok(self) -> bool:
