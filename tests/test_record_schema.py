@@ -123,3 +123,11 @@ def test_no_module_outside_records_reads_a_record_or_summary_file():
     offenders = [hit for path in sorted((ROOT / "bench").rglob("*.py"))
                  if "records" not in path.relative_to(ROOT / "bench").parts for hit in _reads_files(path)]
     assert offenders == [], "read records and summaries through segbench.records, not json: " + ", ".join(offenders)
+
+
+def test_values_keep_their_json_types_through_the_model(tmp_path: Path):
+    """Validation must not coerce what a writer stored: Ray names GPUs as strings, the local executor as integers."""
+    stored = json.loads(only_record(DATA / "results-current").read_text())
+    for gpu_ids in (["0", "1"], [0, 1]):
+        data = {**stored, "execution": {**stored["execution"], "executor": "ray", "gpu_ids": gpu_ids}}
+        assert Record.model_validate(data).to_json()["execution"]["gpu_ids"] == gpu_ids

@@ -169,7 +169,7 @@ class Execution(Part):
     executor: str | None = None
     threads: int | None = None
     host: str | None = None
-    gpu_ids: list[int] | None = None
+    gpu_ids: list[int | str] | None = None  # CUDA device indices; Ray names them as strings
     node_id: str | None = None
     node_ip: str | None = None
 
