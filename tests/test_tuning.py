@@ -186,6 +186,14 @@ def test_tiny_study_end_to_end_never_reads_val(tmp_path: Path):
     summary = json.loads(summary_out.read_text())
     assert json.dumps(summary).count("__t") == 0 and record["cell_id"] in json.dumps(summary)
 
+    from segbench.analysis.report import write_report
+
+    report = write_report(sweep.results).read_text()
+    section = report.split("## Tuning")[1].split("\n## ")[0]
+    assert "2 trials (random sampler)" in section and "`lr` log-uniform in [0.0001, 0.01]" in section
+    assert f"{tuning['best_params']['lr']:.4g}"[:5] in section and "figures/tuning.png" in section
+    assert (sweep.results / "report" / "figures" / "tuning.png").stat().st_size > 0
+
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -287,3 +288,34 @@ def class_share_figure(path: Path, dataset: str, classes: tuple[str, ...], share
     plt.close(figure)
     atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+def tuning_figure(trials: dict[str, list[tuple[dict[str, float], float]]], space: dict[str, dict[str, Any]],
+                  path: Path) -> Path | None:
+    """Holdout mIoU of every tuning trial against each tuned train key, one point cloud per configuration (its best
+    trial circled); a log axis for a `log_uniform` key. trials: configuration label -> [(parameters, holdout mIoU)];
+    space: train key -> its distribution ({log_uniform: [lo, hi]}, ...)."""
+    keys = list(space)
+    if not keys or not any(trials.values()):
+        return None
+    figure, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4.5), sharey=True, squeeze=False)
+    colours = plt.get_cmap("tab10" if len(trials) <= 10 else "tab20")
+    for axis, key in zip(axes[0], keys, strict=True):
+        for index, (label, points) in enumerate(trials.items()):
+            shown = [(params[key], miou * 100) for params, miou in points if key in params]
+            if not shown:
+                continue
+            colour = colours(index % colours.N)
+            axis.scatter([x for x, _ in shown], [y for _, y in shown], s=30, color=colour, alpha=0.8,
+                         label=label if key == keys[0] else None)
+            best = max(shown, key=lambda point: point[1])
+            axis.scatter([best[0]], [best[1]], s=140, facecolors="none", edgecolors=colour, linewidths=1.5)
+        if "log_uniform" in space[key]:
+            axis.set_xscale("log")
+        axis.set(xlabel=key, title=f"holdout mIoU vs {key}")
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("holdout mIoU (%)")
+    figure.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(4, max(1, len(trials))), fontsize=8)
+    figure.suptitle("Tuning trials (the best of each configuration circled)")
+    figure.tight_layout()
+    return _save(figure, path)

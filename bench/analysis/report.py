@@ -24,7 +24,7 @@ from segbench.analysis.summary import Selection, latency_conditions, select_late
 from segbench.analysis.writer import ReportWriter
 from segbench.errors import ConfigError
 from segbench.metrics.catalogue import fixed
-from segbench.records.paths import cell_dir, cells_dir, tensorboard_run
+from segbench.records.paths import cell_dir, cells_dir, tensorboard_run, tuning_dir
 from segbench.records.rows import record_row, selection_text
 from segbench.records.schema import Record
 from segbench.records.store import load_records, now_iso
@@ -86,11 +86,13 @@ def write_report(results: Path, out: Path | None = None, options: ComparisonOpti
     for record in ok:
         datasets.setdefault(record_row(record)["dataset"] or "unknown", []).append(record)
     writer.add("## Contents", *[f"- [{name}](#dataset-{tables.file_slug(name).lower()})" for name in datasets],
+               *(["- [Tuning](#tuning)"] if any(r.tuning for r in ok) else []),
                "- [Seeds](#seeds)", "- [Comparisons](#comparisons)", "- [Failed cells](#failed-cells)",
                "- [Not comparable](#not-comparable)", "- [Environment](#environment)",
                "- [Metric definitions](#metric-definitions)")
     for name, records in datasets.items():
         _dataset_sections(writer, name, records)
+    _tuning_section(writer, ok)
     write_seed_section(writer, seeds)
     write_comparison_section(writer, comparisons, options)
     _failed_section(writer, failed, loaded.unreadable)
@@ -168,6 +170,45 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[Record]) ->
     if skipped:
         writer.add("Operators fvcore skipped (not in the MAC counts; calls per cell in the CSV): "
                    f"{', '.join(f'`{op}`' for op in skipped)}.")
+
+
+def _tuning_section(writer: ReportWriter, ok: list[Record]) -> None:
+    """Per configuration tuned by the grid's `tune:` section: its best parameters, their holdout mIoU and the
+    budget; the trials (records under tuning/cells) in a figure against each tuned parameter."""
+    studies = {r.tuning.study: r for r in ok if r.tuning is not None}
+    if not studies:
+        return
+    rows, trials = [], {}
+    trial_records = load_records(tuning_dir(writer.results)).records
+    for name, record in studies.items():
+        tuning, label = record.tuning, record_row(record)["label"].rsplit("/s", 1)[0]
+        rows.append({"configuration": label, "study": name, "sampler": tuning.sampler, "trials": tuning.trials,
+                     "completed": tuning.completed,
+                     **{f"best {key}": value for key, value in (tuning.best_params or {}).items()},
+                     "best holdout mIoU (%)": None if tuning.best_value is None else tuning.best_value * 100})
+        trials[label] = [(dict(t.config.train.to_json()), t.metrics.miou) for t in trial_records
+                         if t.ok and t.metrics and t.metrics.miou is not None
+                         and (t.config.to_json().get("trial") or {}).get("study") == name]
+    first = next(iter(studies.values())).tuning
+    space = ", ".join(space_text(key, spec) for key, spec in (first.space or {}).items())
+    writer.add("## Tuning",
+               f"Every configuration was given the same budget: {first.trials} trials ({first.sampler} sampler) over "
+               f"{space}, each scored by its mIoU "
+               f"on a {first.holdout:g} holdout of the training split (seed {first.seed}); val was never read while "
+               "tuning. The cells above trained with each configuration's best parameters on the whole training "
+               "split and report on val.")
+    writer.table(pd.DataFrame(rows), None, "tuning.csv")
+    writer.figure(figures.tuning_figure(trials, first.space or {}, writer.figures_dir / "tuning.png"),
+                  "holdout mIoU of every trial against each tuned parameter")
+
+
+def space_text(key: str, spec: dict[str, Any]) -> str:
+    """"`lr` log-uniform in [0.0001, 0.01]", "`weight_decay` one of 0, 0.0001"."""
+    kind, values = next(iter(spec.items()))
+    if kind == "choice":
+        return f"`{key}` one of {', '.join(f'{value:g}' for value in values)}"
+    name = {"log_uniform": "log-uniform", "uniform": "uniform", "int": "an integer"}.get(kind, kind)
+    return f"`{key}` {name} in [{values[0]:g}, {values[1]:g}]"
 
 
 def weights_text(record: Record) -> str:
