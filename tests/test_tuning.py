@@ -221,3 +221,15 @@ def os_kill_group(process) -> None:
 
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "grid"])
+def test_every_sampler_runs_its_budget(tmp_path: Path, sampler: str):
+    space = SPACE if sampler == "tpe" else {"lr": {"choice": [0.001, 0.01]}, "weight_decay": {"choice": [0.0]}}
+    grid = grid_with(TUNE | {"sampler": sampler, "space": space})
+    runner = FakeRunner(tmp_path)
+    tuned = run_studies(grid.tune, expand(grid).cells, tmp_path, runner.task_for, runner)
+    assert [number for _, number, _ in runner.ran] == [0, 1, 2]
+    (part,) = tuned.parts.values()
+    assert part["sampler"] == sampler and part["completed"] == 3
+    assert part["best_params"]["lr"] == max(params["lr"] for _, _, params in runner.ran)
