@@ -233,3 +233,12 @@ def test_every_sampler_runs_its_budget(tmp_path: Path, sampler: str):
     (part,) = tuned.parts.values()
     assert part["sampler"] == sampler and part["completed"] == 3
     assert part["best_params"]["lr"] == max(params["lr"] for _, _, params in runner.ran)
+
+
+def test_a_holdout_that_leaves_less_than_a_batch_is_refused_before_any_trial(tmp_path: Path):
+    grid = grid_with(TUNE | {"holdout": 0.6}, train={"batch_size": 4})
+    runner = FakeRunner(tmp_path)
+    with pytest.raises(ConfigError, match="tune.holdout 0.6 leaves 3 of the 8 training images of dataset 'synthetic' "
+                       "to train a trial on, fewer than its batch of 4"):
+        run_studies(grid.tune, expand(grid).cells, tmp_path, runner.task_for, runner)
+    assert runner.ran == [] and not studies_file(tmp_path).exists()

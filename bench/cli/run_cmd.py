@@ -50,6 +50,10 @@ def run(
     expansion = expand(grid)  # refuses cells that cannot run before a cluster, a log or a results folder is made
     if dry_run:
         print_cells(Console(), grid, expansion)
+        if grid.tune is not None:
+            Console().print(f"tune: first {grid.tune.trials} trials ({grid.tune.sampler}) per configuration into "
+                            f"{results / 'tuning'}; the cells above then train with their configuration's best "
+                            "parameters, which give them other ids than these.")
         return
     options = dict(force=force, retry_failed=retry_failed, oom_retry=oom_retry, cache_dir=cache_dir)
     if tensorboard is not None:

@@ -125,6 +125,26 @@ def seeded_params(tune: TuneConfig, number: int) -> dict[str, Any]:
     return params
 
 
+def check_trial_sizes(tune: TuneConfig, cells: list[Cell]) -> None:
+    """ConfigError, before any trial runs, when a dataset whose split sizes its options give leaves a trial fewer
+    training images (the training split less the tuning holdout) than its largest batch."""
+    from segbench.datasets import parse_dataset_params
+    from segbench.grid.cells import holdout_size
+
+    for cell in cells:
+        sizes = parse_dataset_params(cell.dataset.name, cell.dataset.params).split_sizes()
+        if not sizes or "train" not in sizes:
+            continue  # known once the dataset's folder is read: such a trial fails with the reason in its record
+        batch = cell.train.batch_size
+        if "batch_size" in tune.space:
+            batch = max(int(value) for value in tune.space["batch_size"].bounds)
+        left = sizes["train"] - holdout_size(sizes["train"], tune.holdout)
+        if left < batch:
+            raise ConfigError(f"tune.holdout {tune.holdout:g} leaves {left} of the {sizes['train']} training images "
+                              f"of dataset '{cell.dataset.key}' to train a trial on, fewer than its batch of {batch}; "
+                              "lower tune.holdout or the batch size, or use more training images.")
+
+
 def open_studies(tune: TuneConfig, cells: list[Cell], results: Path) -> list[Study]:
     """One study per configuration of `cells`, created or loaded from the results folder's storage."""
     try:
@@ -198,6 +218,7 @@ def run_studies(tune: TuneConfig, cells: list[Cell], results: Path, task_for: Ca
                 run_tasks: RunTasks) -> TunedCells | None:
     """Run every configuration's study to its budget, round by round (one trial of each study in flight at once),
     then return the final cells; None when the run was interrupted (the studies resume on the next run)."""
+    check_trial_sizes(tune, cells)
     studies = open_studies(tune, cells, results)
     while True:
         tasks = [task for study in studies for task in next_tasks(study, tune, results, task_for)]
