@@ -175,6 +175,9 @@ def test_tiny_study_end_to_end_never_reads_val(tmp_path: Path):
     assert tuning["best_params"]["lr"] == record["config"]["train"]["lr"]
     assert tuning["best_value"] == max(r["metrics"]["miou"] for r in trials.values())
     assert set(tuning) >= {"study", "space", "objective", "holdout", "seed"}
+    from segbench.records.schema import as_record, unknown_fields
+
+    assert all(unknown_fields(as_record(r)) == [] for r in [record, *again.values()])  # records/schema.py knows them
 
     summary_out = sweep.results / "summary.json"
     from typer.testing import CliRunner

@@ -105,6 +105,14 @@ class MeasureSettings(Part):
     threads: int | None = None
 
 
+class TrialRef(Part):
+    """A tuning trial's place (segbench.grid.cells.TrialSpec): its study, its number, the holdout it is scored on."""
+
+    study: str
+    number: int
+    holdout: float
+
+
 class CellConfig(Part):
     """The cell's resolved configuration (`Cell.resolved()`); `segbench.grid.cells.Cell` validates it for reuse."""
 
@@ -118,6 +126,7 @@ class CellConfig(Part):
     measure: MeasureSettings = Field(default_factory=MeasureSettings)
     encoder_weights: str | None = None
     weights: str | None = None  # pretrained encoder weights by name (absent: random initialisation)
+    trial: TrialRef | None = None  # set on the cells of a tuning study only (absent: a grid's cell)
 
     def without_seed(self) -> dict[str, Any]:
         """The configuration as stored, minus the seed: what cells that differ only by seed share."""
