@@ -40,7 +40,9 @@ def test_a_second_interrupt_cannot_stop_the_writing_of_the_record(first: str):
 @pytest.mark.parametrize(("ignored", "expected"), [(False, "_interrupt_once"), (True, "SIG_IGN")])
 def test_the_worker_takes_ctrl_c_unless_it_was_started_to_ignore_it(ignored: bool, expected: str):
     code = ("import signal\n"
-            f"if {ignored}: signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under `nohup ... &`\n"
+            # as under `nohup ... &`, or the default, whatever the test process itself inherited (a background job
+            # of a non-interactive shell starts with SIGINT ignored)
+            f"signal.signal(signal.SIGINT, signal.SIG_IGN if {ignored} else signal.SIG_DFL)\n"
             "from segbench.execution.worker import main\n"
             "main([])\n"
             "name = lambda handler: getattr(handler, '__name__', None) or handler.name\n"
