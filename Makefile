@@ -35,11 +35,9 @@ DEMO_FLAGS ?= $(shell $(PY) -c "import torch; print('--parallel 2' if not torch.
 demo: install  ## train the quickstart grid (4 cells, within 5 minutes on 2 CPU cores) and print the leaderboard
 	$(SEGBENCH) run grids/quickstart.yaml --results runs/quickstart $(DEMO_FLAGS)
 
-# Two pytest-xdist workers: most slow tests wait on fresh processes that import torch on one core, so two at a time
-# finish the suite sooner on 2 cores; Ray and DDP tests stay on one worker (tests/conftest.py).
 test: install  ## lint, then the whole test suite (CPU only)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest
 
 # The everyday loop: everything but the tests marked slow (those that train a model, start processes or a cluster,
 # or take more than about 2 s). `make test`, which CI runs, still runs them all.

@@ -13,18 +13,6 @@ from support.processes import kill_tracked
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 
-# `make test` runs the suite on two pytest-xdist workers (--dist loadgroup): the tests of these folders start clusters
-# or process groups of their own and stay together, one at a time, on one worker.
-SERIAL_GROUPS = ("ray", "distributed")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        folder = item.path.parent.name
-        if folder in SERIAL_GROUPS:
-            item.add_marker(pytest.mark.xdist_group(folder))
-
-
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Every test run uses its own dataset cache, so no test depends on what an earlier run left behind."""
