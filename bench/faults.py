@@ -28,5 +28,11 @@ def _parse(text: str) -> dict[str, float]:
 ACTIVE = _parse(os.environ.get(ENV, ""))
 
 
+def reload() -> None:
+    """Read the variable again: a process forked from segbench's fork server gets its environment after import."""
+    global ACTIVE
+    ACTIVE = _parse(os.environ.get(ENV, ""))
+
+
 def value(name: str) -> float | None:
     return ACTIVE.get(name)

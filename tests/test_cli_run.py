@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from segbench.cli import app
 from segbench.records.cells import checkpoint_path
+from segbench.records.paths import TRAIN_STATE_FILE
 from segbench.records.schema import as_record, unknown_fields
 
 from support.grids import read_records, tiny_grid, write_grid
@@ -132,13 +133,13 @@ def test_interrupted_run_resumes_without_redoing_finished_cells(tmp_path: Path):
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, env=env,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)))  # a terminal's Ctrl-C
     deadline = time.monotonic() + 300
-    # Wait until the first cell has its record and the second cell's worker is training.
+    # Wait until the first cell has its record and the second cell's worker has trained an epoch (its state saved;
+    # three epochs of two 0.3 s steps remain).
     while time.monotonic() < deadline and not (
         any(r["status"] == "ok" for r in read_records(results).values())
-        and len(list((results / "cells").glob("*/task.json"))) == 2
+        and list((results / "cells").glob(f"*/{TRAIN_STATE_FILE}"))
     ):
-        time.sleep(0.2)
-    time.sleep(8)
+        time.sleep(0.1)
     os.killpg(process.pid, signal.SIGINT)
     output = process.communicate(timeout=120)[0].decode()
     assert process.returncode == 130, output

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"bench": "segbench", "models": "segbench.models", "datasets": "segbench.datasets"}
 # Earliest first; a stage names the first part after `segbench.` (a subpackage or a top-level module).
 STAGES: tuple[tuple[str, ...], ...] = (
-    ("segbench", "errors", "registry", "atomic", "env", "faults", "colours"),  # shared by every stage
+    ("segbench", "errors", "registry", "atomic", "env", "faults", "colours", "forkserver"),  # shared by every stage
     ("losses",),
     ("datasets",),
     ("models",),

@@ -62,7 +62,7 @@ def test_a_worker_whose_runner_died_before_it_started_ends_without_training(tmp_
     never come, so the worker checks who its parent is and ends instead of training on as an orphan."""
     import os
 
-    from segbench.execution.launch import PARENT_PID_ENV
+    from segbench.forkserver import PARENT_PID_ENV
 
     task = tmp_path / "task.json"
     task.write_text("{}")  # never read: the worker stops before
@@ -74,3 +74,26 @@ def test_a_worker_whose_runner_died_before_it_started_ends_without_training(tmp_
     result = subprocess.run([sys.executable, "-m", "segbench.execution.worker", str(task)], capture_output=True,
                             text=True, timeout=120, env=env)
     assert result.returncode != 130 and "KeyError" in result.stderr
+
+
+def test_an_event_to_a_runner_that_is_gone_is_an_interrupt(monkeypatch):
+    """A runner killed outright closes the read end of its worker's stdout before the parent-death signal arrives:
+    the next event raises RunnerGone, a KeyboardInterrupt, so the worker records the cell as interrupted."""
+    import io
+    import os
+
+    from segbench.execution.events import RunnerGone, emit
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    saved = os.dup(1)
+    stream = io.TextIOWrapper(io.FileIO(os.dup(write_end), "w"), write_through=True)
+    os.close(write_end)
+    monkeypatch.setattr(sys, "stdout", stream)
+    try:
+        with pytest.raises(RunnerGone) as raised:
+            emit({"event": "step", "iteration": 1})
+        assert isinstance(raised.value, KeyboardInterrupt)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -70,8 +70,8 @@ def train_and_evaluate(
     batch (the runner halves it after an out-of-memory error). Returns the record parts: dataset, metrics and
     confusion_matrix of the selected weights on the reported split, their mIoU interval, per_image,
     per_image_counts, examples, history, budget (what set the training length, budget.py), selection, cost,
-    precision, throughput, timing, distributed. Writes the selected weights (state dict, CHECKPOINT_FILE) and the
-    per-image counts in `cell_dir`.
+    precision, throughput, timing, distributed. Writes the selected weights (state dict, CHECKPOINT_FILE; not for a
+    tuning trial) and the per-image counts in `cell_dir`.
 
     dist: this process's rank in a cell trained by several (distributed.py); only rank 0 writes files and returns
     the parts, the other ranks return None once the final evaluation is done.
@@ -115,7 +115,7 @@ def run_epochs(cell: Cell, run: TrainingRun, device: torch.device, emit: Emit, d
         state.epoch = epoch
         state.grad_scaler = run.step.scaler.state_dict() if run.step.scaler is not None else None
         rank_rngs = dist.gather(rng_state(data.generator)) if dist.enabled else None
-        if dist.is_main:
+        if dist.is_main and not (cell.trial is not None and epoch == run.epochs):  # a trial's record follows at once
             save_train_state(run.state_path, cell, run.batch_size, state, model, run.optimizer, data.generator,
                              rank_rngs)
         emit({"event": "epoch", **row, "val_per_class_iou": per_class_iou})
@@ -144,10 +144,13 @@ def record_parts(cell: Cell, cell_dir: Path, device: torch.device, run: Training
     if dist.enabled:  # rank 0 goes on alone: examples and cost with the cell's threads, on a plain copy of the
         dist.take_cell_threads()  # model (no DDP hooks, no SyncBatchNorm, which needs every rank)
         model = copy_weights(model, run.new_model())
-    atomic_torch_save(cell_dir / CHECKPOINT_FILE, model.state_dict())
+    # A tuning trial is only its score: its weights and pictures are never looked at (the final cells train again).
+    keep = cell.trial is None
+    if keep:
+        atomic_torch_save(cell_dir / CHECKPOINT_FILE, model.state_dict())
     per_image = [{**row, "sample_id": sample_id(data.val_set, row["index"])} for row in final.per_image]
     counts = save_per_image_counts(cell_dir, final, [row["sample_id"] for row in per_image])
-    examples = save_examples(model, data.val_set, per_image, cell_dir, device, run.autocast)
+    examples = save_examples(model, data.val_set, per_image, cell_dir, device, run.autocast) if keep else []
     cost = (cell_cost(model, cell, (3, *data.eval_shape), device, train_batch_size=run.rank_batch)
             if cell.measure.enabled else {"params": count_params(model)})
     run.state_path.unlink(missing_ok=True)
@@ -170,7 +173,7 @@ def record_parts(cell: Cell, cell_dir: Path, device: torch.device, run: Training
         "history": state.history,
         "budget": run.length.record(),
         "selection": run.rule.record(state.history, selected.epoch, selected.select_miou),
-        "checkpoint": CHECKPOINT_FILE,
+        "checkpoint": CHECKPOINT_FILE if keep else None,
         "train_batch_size": run.batch_size,
         "distributed": dist.describe(run.batch_size),
         "cost": cost,

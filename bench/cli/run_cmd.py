@@ -39,6 +39,10 @@ def run(
         "example predictions); needs pip install 'segbench\\[tensorboard]'. Not part of any cell's hash."),
 ) -> None:
     """Train and evaluate every cell of GRID_FILE; finished cells are skipped, so an interrupted run resumes."""
+    if executor == "local" and not dry_run:
+        from segbench.execution.local import prestart_worker_server
+
+        prestart_worker_server(device)  # first: its imports overlap with ours
     from segbench.analysis.leaderboard import print_leaderboard
     from segbench.execution.choose import ExecutorChoice
     from segbench.execution.runner import run_grid

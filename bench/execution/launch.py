@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.atomic import atomic_write_json
+from segbench.forkserver import PARENT_PID_ENV
 from segbench.records.store import error_info
 
 RANK_MODULE = "segbench.execution.rank"
@@ -53,9 +54,8 @@ class RankFailure(Exception):
         self.error = error
 
 
-# Set by the executors to their own pid when they start a worker: a worker whose parent is already someone else
-# was orphaned before it could ask to die with its parent (see die_with_parent).
-PARENT_PID_ENV = "SEGBENCH_PARENT_PID"
+# PARENT_PID_ENV: set by the executors to their own pid (the fork server's, for the workers it forks) when they start
+# a worker: a worker whose parent is already someone else was orphaned before it could ask to die with its parent.
 
 
 def die_with_parent() -> bool:

@@ -1,6 +1,11 @@
 """The executor of this host: one fresh worker process per cell, up to N in flight, each with a GPU of its own
 (CUDA_VISIBLE_DEVICES) and an even share of the CPU threads. The worker sets exactly these threads and its record
-states them (the record's `execution`)."""
+states them (the record's `execution`).
+
+On the CPU each worker is forked from segbench's fork server (segbench/forkserver.py), which has imported torch, smp,
+timm and the worker's modules once, so a cell does not spend seconds importing them. On CUDA every worker is a new
+interpreter: a process forked after CUDA's driver was loaded cannot use it, and a few seconds are small next to a GPU
+cell."""
 
 from __future__ import annotations
 
@@ -9,21 +14,39 @@ import queue
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
+from segbench import forkserver
 from segbench.atomic import atomic_write_json
 from segbench.errors import ConfigError
 from segbench.execution.events import Event, OnEvent, parse_event
 from segbench.execution.executor import CellTask, Placement, TaskHandle, TaskOutcome
-from segbench.execution.launch import PARENT_PID_ENV
+from segbench.forkserver import PARENT_PID_ENV
 from segbench.records.paths import TASK_FILE, WORKER_LOG_FILE, cell_dir
 
 LOCAL = "local"
+WORKER_MODULE = "segbench.execution.worker"
+WORKER_NAME = "segbench-worker"  # the forked worker's process name (ps, top): its command line is the server's
+# What the fork server imports once for all workers: what a worker imports before it trains.
+WORKER_PRELOAD = ("torch", "segmentation_models_pytorch", "timm", WORKER_MODULE, "segbench.cell.pipeline")
+
+
+def prestart_worker_server(device: str) -> None:
+    """Start the workers' fork server at once, before the runner imports torch itself, when the cells will run on
+    this host's CPU (--device cpu, or auto on a host without an NVIDIA device): the two imports then overlap. Costs
+    nothing to call twice (start_worker_server returns the running server)."""
+    if device == "cpu" or (device == "auto" and not any(Path("/dev").glob("nvidia[0-9]*"))):
+        start_worker_server("cpu")
+
+
+def start_worker_server(device: str) -> forkserver.ForkServer | None:
+    """The fork server the workers of `device` start from (None on CUDA, or when SEGBENCH_FORK_SERVER=0). It starts
+    in the background: call this early, and the imports overlap with the runner's own start."""
+    return forkserver.start_server(WORKER_PRELOAD) if device == "cpu" else None
 
 
 def visible_gpus() -> list[str]:
@@ -93,7 +116,7 @@ def oversubscription(device: str, cells: int, world_size: int, cores: int) -> st
 
 @dataclass
 class _Worker:
-    process: subprocess.Popen
+    process: forkserver.Process
     on_event: OnEvent
     log_path: Path
     reader: threading.Thread
@@ -116,6 +139,7 @@ class LocalProcessExecutor:
         # Reader threads put (handle, event) here, and (handle, None) at the end of a worker's stdout; wait() hands
         # the events over in the caller's thread, so progress displays need no locks.
         self._inbox: queue.Queue[tuple[TaskHandle, Event | None]] = queue.Queue()
+        self._server = start_worker_server(device)
 
     def submit(self, task: CellTask, on_event: OnEvent) -> TaskHandle:
         assert self._free, "submit() called with max_in_flight tasks already running"
@@ -128,16 +152,19 @@ class LocalProcessExecutor:
         if placement.gpu_ids is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(placement.gpu_ids)
         log = open(folder / WORKER_LOG_FILE, "w", encoding="utf-8")  # noqa: SIM115 (the reader thread closes it)
+        read_end, write_end = os.pipe()
         try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "segbench.execution.worker", str(folder / TASK_FILE)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True, errors="replace", env=env,
-            )
+            process = forkserver.start_module(WORKER_MODULE, [str(folder / TASK_FILE)], env=env, stdout=write_end,
+                                              stderr=log.fileno(), server=self._server, name=WORKER_NAME)
         except BaseException:
             log.close()
+            os.close(read_end)
             self._free.insert(0, placement)
             raise
-        reader = threading.Thread(target=self._read, args=(handle, process.stdout, log), daemon=True)
+        finally:
+            os.close(write_end)
+        stdout = open(read_end, encoding="utf-8", errors="replace")  # noqa: SIM115 (the reader thread closes it)
+        reader = threading.Thread(target=self._read, args=(handle, stdout, log), daemon=True)
         self._running[handle] = _Worker(process, on_event, folder / WORKER_LOG_FILE, reader)
         reader.start()
         return handle
@@ -175,7 +202,7 @@ class LocalProcessExecutor:
     def _read(self, handle: TaskHandle, stdout: IO[str], log: IO[str]) -> None:
         """Reader thread: events go to the inbox, any other stdout line to the worker's log."""
         try:
-            with log:
+            with log, stdout:
                 for line in stdout:
                     event = parse_event(line)
                     if event is None:

@@ -18,9 +18,9 @@ from typing import Any
 
 from segbench.atomic import atomic_write_json
 from segbench.execution.events import Event, parse_event
-from segbench.execution.launch import PARENT_PID_ENV
 from segbench.execution.local import _tail
 from segbench.faults import ENV as FAULT_ENV
+from segbench.forkserver import PARENT_PID_ENV
 from segbench.records.paths import TASK_FILE, WORKER_LOG_FILE
 
 PUSH_INTERVAL_S = 0.5  # how often a task sends its events to the inbox (and learns whether to stop)

@@ -6,6 +6,7 @@ stdout (events.py). If it dies without a record (killed, out of host memory), th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from segbench.execution.events import emit
+from segbench.execution.events import RunnerGone, emit
 from segbench.execution.launch import die_with_parent
 
 
@@ -111,7 +112,8 @@ def run_task(task: dict[str, Any]) -> int:
         weights = weights_record(cell.encoder, cell.weights, cell.encoder_weights)  # the file the cell loaded
         record = new_record(cell, STATUS_OK, **{**base, **parts, **({"weights": weights} if weights else {})})
         code = 0
-    except KeyboardInterrupt:  # further interrupts are already ignored (_interrupt_once)
+    except KeyboardInterrupt:  # a signal (_interrupt_once), or the runner's pipe closed (RunnerGone)
+        _ignore_interrupts()  # a signal after RunnerGone: its runner died, the parent-death signal follows
         record = new_record(cell, STATUS_INTERRUPTED, **base,
                             error=error_info("interrupted", "the run was interrupted; run the grid again to resume"))
         code = 130
@@ -121,7 +123,8 @@ def run_task(task: dict[str, Any]) -> int:
         code = 1
     record.finished_at = now_iso()
     write_record(results, record)
-    emit({"event": "done", "status": record.status})
+    with contextlib.suppress(RunnerGone):  # the record is written; a runner that died meanwhile reads it next time
+        emit({"event": "done", "status": record.status})
     return code
 
 

@@ -52,7 +52,8 @@ def test_kill_9_of_the_runner_stops_its_worker_and_the_rerun_completes(sweep):
     process.wait(timeout=30)
     psutil.Process(worker).wait(timeout=120)  # the worker must not train on as an orphan
     records = s.records()
-    assert all(r["status"] == "interrupted" for r in records.values()), records
+    assert all(r["status"] == "interrupted" for r in records.values()), [(r["status"], r.get("error"))
+                                                                         for r in records.values()]
     again = s.run()
     assert again.returncode == 0, again.stdout + again.stderr
     assert [r["status"] for r in s.records().values()] == ["ok"]

@@ -20,6 +20,8 @@ from typing import Any
 import psutil
 import yaml
 
+from segbench.execution.local import WORKER_MODULE, WORKER_NAME
+
 from support.processes import kill_group, track
 
 # A few fixed latency iterations (no time budget) and no memory probe: the cost of a tiny cell stays at seconds.
@@ -102,14 +104,19 @@ class Sweep:
         return read_records(self.results)
 
     def workers(self) -> list[psutil.Process]:
-        """The live worker processes training cells into this results folder, whoever started them (the runner
-        or a Ray node): a worker's command line names its task file inside the cell's folder."""
+        """The live worker processes training cells into this results folder, whoever started them: a fresh
+        interpreter (a Ray node's) names its task file inside the cell's folder on its command line; a worker forked
+        from the fork server is named segbench-worker and has its log in the cell's folder open."""
         found = []
-        for process in psutil.process_iter(["cmdline", "status"]):
+        for process in psutil.process_iter(["name", "cmdline", "status"]):
             try:
+                if process.info["status"] == psutil.STATUS_ZOMBIE:
+                    continue
                 command = " ".join(process.info["cmdline"] or [])
-                if ("segbench.execution.worker" in command and str(self.results) in command
-                        and process.info["status"] != psutil.STATUS_ZOMBIE):
+                fresh = WORKER_MODULE in command and str(self.results) in command
+                forked = process.info["name"] == WORKER_NAME and any(
+                    file.path.startswith(str(self.results)) for file in process.open_files())
+                if fresh or forked:
                     found.append(process)
             except psutil.Error:  # it ended while we looked
                 pass
