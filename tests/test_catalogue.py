@@ -49,9 +49,11 @@ def test_summary_rows_keep_the_committed_baselines_fields_in_order():
 
 @pytest.mark.parametrize("metric", CATALOGUE, ids=lambda metric: metric.key)
 def test_directions(metric):
-    higher_is_better = metric.unit == "fraction" or metric.key == "throughput_images_per_s"
+    error = metric.key == "ece"  # a fraction where lower is better: the calibration error
+    higher_is_better = (metric.unit == "fraction" and not error) or metric.key == "throughput_images_per_s"
     assert metric.better == (+1 if higher_is_better else -1)
-    assert metric.from_matrix == (metric.unit == "fraction")
+    assert metric.is_quality == (metric.unit == "fraction")
+    assert metric.from_matrix == (metric.is_quality and metric.key not in ("ece", "boundary_miou"))
     assert metric.label and metric.short and metric.fmt(1) != ""
 
 

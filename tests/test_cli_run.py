@@ -44,6 +44,12 @@ def test_run_records_resume_and_force(tmp_path: Path):
         assert matrix.shape == (19, 19) and matrix.dtype == torch.int64
         assert int(matrix.sum()) == record["metrics"]["num_pixels"] > 0
         assert 0.0 <= record["metrics"]["miou"] <= 1.0
+        # The reported evaluation's calibration and boundaries count the same pixels as its confusion matrix.
+        calibration, boundary = record["calibration"], record["boundary"]
+        assert calibration["pixels"] == sum(b["pixels"] for b in calibration["bins"]) == int(matrix.sum())
+        assert 0.0 <= calibration["ece"] <= 1.0 and len(calibration["bins"]) == 15
+        assert 0.0 <= boundary["boundary_miou"] <= 1.0 and boundary["width_px"] == [3]  # round(0.02 x 143.1)
+        assert all(i <= u for i, u in zip(boundary["intersection"], boundary["union"], strict=True))
         assert [h["epoch"] for h in record["history"]] == [1, 2]
         assert record["cost"]["params"]["total"] == 14_330_819
         assert record["environment"]["packages"]["torch"]

@@ -52,7 +52,7 @@ def test_a_record_of_this_version_has_every_field_described_and_keeps_its_shape(
 
 def test_a_record_from_a_newer_segbench_reads_keeps_what_it_does_not_know_and_says_so(tmp_path: Path):
     stored = json.loads(only_record(DATA / "results-current").read_text())
-    newer = {**stored, "schema_version": RECORD_SCHEMA_VERSION + 1, "calibration": {"ece": 0.03},
+    newer = {**stored, "schema_version": RECORD_SCHEMA_VERSION + 1, "robustness": {"fog": 0.3},
              "metrics": {**stored["metrics"], "boundary_iou": 0.4}}
     folder = cells_dir(tmp_path) / stored["cell_id"]
     folder.mkdir(parents=True)
@@ -60,9 +60,9 @@ def test_a_record_from_a_newer_segbench_reads_keeps_what_it_does_not_know_and_sa
     loaded = load_records(tmp_path)
     (record,) = loaded.records
     assert record.metrics.miou == stored["metrics"]["miou"] and loaded.unreadable == []
-    assert unknown_fields(record) == ["calibration", "metrics.boundary_iou"]
+    assert unknown_fields(record) == ["metrics.boundary_iou", "robustness"]
     (note,) = loaded.notes
-    assert "written by a newer segbench" in note and "calibration, metrics.boundary_iou" in note
+    assert "written by a newer segbench" in note and "metrics.boundary_iou, robustness" in note
     assert record.to_json() == newer
     report = write_report(tmp_path, tmp_path / "report")
     assert note in report.read_text()  # the report says it too

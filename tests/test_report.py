@@ -21,7 +21,7 @@ from support.records import record, write_results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SLUG = "unet__resnet18__ce__synthetic__s{seed}"
-SEEDS = [record(SLUG.format(seed=0), miou=0.42), record(SLUG.format(seed=1), miou=0.47)]
+SEEDS = [record(SLUG.format(seed=0), miou=0.42, quality=True), record(SLUG.format(seed=1), miou=0.47, quality=True)]
 FAILED = record("fpn__resnet18__ce__synthetic__s0", "f00000000d", status="failed", error_kind="oom",
                 error_message="OutOfMemoryError: CUDA out of memory (test)")
 # The same slug as seed 0 under another config, written earlier: it would top the leaderboard if it were shown.
@@ -53,7 +53,8 @@ def test_report_has_every_section(report: Path):
     text = report.read_text()
     for heading in ("# segbench report", "## Dataset: synthetic", "### Leaderboard", "### Accuracy vs cost",
                     "### Micro vs macro scores", "### Per-class IoU", "### Best cell", "### Training curves",
-                    "### Cost in detail", "## Seeds", "## Comparisons", "## Failed cells", "## Not comparable",
+                    "### Calibration and boundaries", "### Cost in detail", "## Seeds", "## Comparisons",
+                    "## Failed cells", "## Not comparable",
                     "## Environment", "## Metric definitions"):
         assert heading in text, heading
     assert "pixel accuracy" in text and "docs/metrics.md" in text
@@ -67,7 +68,7 @@ def test_figures_exist_and_are_pngs(report: Path):
     figures = sorted((report.parent / "figures").glob("*.png"))
     names = {path.name for path in figures}
     assert names == {f"synthetic-{kind}.png" for kind in ("pareto", "per-class-iou", "iou-vs-share", "confusion",
-                                                           "examples", "training", "seeds")}
+                                                           "examples", "training", "seeds", "reliability")}
     for path in figures:
         data = path.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5_000, path.name
@@ -80,6 +81,9 @@ def test_csv_tables_parse_and_hold_raw_numbers(report: Path):
     best = max(SEEDS, key=lambda r: r["metrics"]["miou"])
     assert leaderboard["miou"].iloc[0] == pytest.approx(best["metrics"]["miou"])
     assert leaderboard["params"].iloc[0] == best["cost"]["params"]["total"]
+    calibration = pd.read_csv(report.parent / "calibration-synthetic.csv")
+    assert calibration["ece"].iloc[0] == pytest.approx(best["calibration"]["ece"])
+    assert calibration["boundary_miou"].iloc[0] == pytest.approx(best["boundary"]["boundary_miou"])
     per_class = pd.read_csv(report.parent / "per-class-iou-synthetic.csv", index_col="class")
     assert len(per_class) == 19 and list(per_class.columns) == ["unet/resnet18/ce/s0", "unet/resnet18/ce/s1"]
     for name in ("micro-macro-synthetic.csv", "cost-synthetic.csv", "environment.csv", "failed.csv"):

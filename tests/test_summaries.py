@@ -10,8 +10,8 @@ import pytest
 
 from segbench.analysis.summary import summarize
 from segbench.errors import ConfigError
-from segbench.records.schema import SUMMARY_KIND, SUMMARY_VERSION, Summary
-from segbench.records.summaries import PROVENANCE_FIELDS, ROW_FIELDS, read_summary, write_summary
+from segbench.records.schema import PROVENANCE_FIELDS, SUMMARY_KIND, SUMMARY_VERSION, Summary
+from segbench.records.summaries import ROW_FIELDS, read_summary, write_summary
 
 from support.records import SLUG, record
 

@@ -208,6 +208,29 @@ def training_curves_figure(records: list[Record], path: Path, title: str) -> Pat
     return _save(figure, path)
 
 
+def reliability_figure(records: list[Record], path: Path, title: str) -> Path | None:
+    """Reliability diagram: per confidence bin, pixel accuracy against mean confidence, one line per cell with a
+    calibration part (None when no cell has one); the diagonal is perfect calibration."""
+    calibrated = [record for record in records if record.calibration and record.calibration.bins]
+    if not calibrated:
+        return None
+    figure, axis = plt.subplots(figsize=(6, 5.5))
+    colours = plt.get_cmap("tab10" if len(calibrated) <= 10 else "tab20")
+    axis.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfect calibration")
+    for index, record in enumerate(calibrated):
+        filled = [b for b in record.calibration.bins if b.pixels and b.accuracy is not None]
+        ece = record.calibration.ece
+        axis.plot([b.confidence for b in filled], [b.accuracy for b in filled], "-o", ms=3,
+                  color=colours(index % colours.N),
+                  label=f"{_label(record)} (ECE {100 * ece:.1f} %)" if ece is not None else _label(record))
+    axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean top-class confidence in the bin",
+             ylabel="pixel accuracy in the bin", title=f"{title}: reliability (15 bins, val pixels)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
 def confusion_figure(record: Record, classes: list[str], path: Path, title: str) -> Path:
     """Row-normalised confusion matrix (rows: ground truth) of one cell, with class names."""
     matrix = np.asarray(record.confusion_matrix, dtype=np.float64)

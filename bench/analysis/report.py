@@ -146,6 +146,7 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[Record]) ->
     examples = figures.examples_figure(best, cell_dir(writer.results, best.cell_id),
                                        writer.figures_dir / f"{slug}-examples.png", name)
     writer.figure(examples, "best and worst val images")
+    _calibration_section(writer, slug, name, records)
     writer.add("### Training curves")
     writer.figure(figures.training_curves_figure(records, writer.figures_dir / f"{slug}-training.png", name),
                   "training loss and val mIoU per epoch")
@@ -170,6 +171,22 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[Record]) ->
     if skipped:
         writer.add("Operators fvcore skipped (not in the MAC counts; calls per cell in the CSV): "
                    f"{', '.join(f'`{op}`' for op in skipped)}.")
+
+
+def _calibration_section(writer: ReportWriter, slug: str, name: str, records: list[Record]) -> None:
+    """ECE and boundary mIoU of the reported evaluation, and the reliability diagram (cells from issue 22 on)."""
+    measured = [record for record in records if record.calibration or record.boundary]
+    if not measured:
+        return
+    writer.add("### Calibration and boundaries",
+               "Of the reported weights on the reported split, every pixel counted (docs/metrics.md). ECE: expected "
+               "calibration error of the top-class softmax confidence, 15 equal-width bins (Guo et al. 2017), lower "
+               "is better. Boundary mIoU: IoU of the pixels within d of each class's contour in ground truth and "
+               "prediction, d = 2 % of the image diagonal (Cheng et al. 2021), next to mIoU, which counts the "
+               "interiors.")
+    writer.table(tables.calibration_frame(measured), tables.CALIBRATION, f"calibration-{slug}.csv")
+    writer.figure(figures.reliability_figure(measured, writer.figures_dir / f"{slug}-reliability.png", name),
+                  "reliability diagram")
 
 
 def _tuning_section(writer: ReportWriter, ok: list[Record]) -> None:

@@ -138,8 +138,14 @@ class Dist:
         shards = self.gather(shard)
         per_image, intersection, union = interleave(shards) if self.is_main else ([], result.intersection[:0],
                                                                                     result.union[:0])
+        for accumulator in (result.calibration, result.boundary):  # the final evaluation's: sums over the ranks
+            if accumulator is not None:
+                state = accumulator.state().to(self.device)
+                torch.distributed.all_reduce(state)
+                accumulator.load_state(state.cpu())
         return EvaluationResult(matrix=matrix, metrics=compute_metrics(matrix), per_image=per_image,
-                                intersection=intersection, union=union, seconds=result.seconds)
+                                intersection=intersection, union=union, seconds=result.seconds,
+                                calibration=result.calibration, boundary=result.boundary)
 
     def gather(self, value: Any) -> list[Any] | None:
         """Every rank's `value` on rank 0, in rank order (None on the other ranks).

@@ -1,7 +1,9 @@
 """Evaluate a model on a loader: one confusion matrix on the evaluation device, plus per-image counts.
 
 Per image it keeps valid and correct pixels and, per class, the intersection and union pixel counts: enough to
-recompute mIoU over any resample of the images (the bootstrap interval of segbench.metrics.bootstrap).
+recompute mIoU over any resample of the images (the bootstrap interval of segbench.metrics.bootstrap). The reported
+(final) evaluation also accumulates the calibration bins (segbench.metrics.calibration) and the boundary IoU counts
+(segbench.metrics.boundary); the evaluations during training do not.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from segbench.metrics.boundary import BoundaryIoU
+from segbench.metrics.calibration import CalibrationBins
 from segbench.metrics.confusion import ConfusionMatrix, compute_metrics
 
 
@@ -24,6 +28,8 @@ class EvaluationResult:
     intersection: np.ndarray  # int64 [N images, C]: pixels predicted c where the ground truth is c
     union: np.ndarray  # int64 [N images, C]: valid pixels predicted c or labelled c
     seconds: float = 0.0  # wall time of the evaluation, set by the caller that timed it
+    calibration: CalibrationBins | None = None  # the final evaluation's (evaluate_model(final=True))
+    boundary: BoundaryIoU | None = None
 
 
 def per_image_class_counts(pred: torch.Tensor, labels: torch.Tensor, num_classes: int,
@@ -47,11 +53,14 @@ def per_image_class_counts(pred: torch.Tensor, labels: torch.Tensor, num_classes
 
 @torch.inference_mode()
 def evaluate_model(
-    model: torch.nn.Module, loader: DataLoader, info: Any, device: torch.device, autocast
+    model: torch.nn.Module, loader: DataLoader, info: Any, device: torch.device, autocast, final: bool = False
 ) -> EvaluationResult:
-    """Argmax predictions over the whole split; padded and ignore pixels are never counted."""
+    """Argmax predictions over the whole split; padded and ignore pixels are never counted. final: also the
+    calibration bins and boundary IoU counts (the reported evaluation)."""
     model.eval()
     confusion = ConfusionMatrix(info.num_classes, ignore_index=info.ignore_index, device=device)
+    calibration = CalibrationBins(device=device) if final else None
+    boundary = BoundaryIoU(info.num_classes, info.ignore_index, device=device) if final else None
     per_image: list[dict[str, Any]] = []
     intersections: list[torch.Tensor] = []
     unions: list[torch.Tensor] = []
@@ -63,6 +72,9 @@ def evaluate_model(
             logits = model(images)
         pred = logits.argmax(dim=1)
         confusion.update(pred, labels)
+        if final:
+            calibration.update(logits, labels, info.ignore_index)
+            boundary.update(pred, labels)
         intersection, union = per_image_class_counts(pred, labels, info.num_classes, info.ignore_index)
         intersections.append(intersection.cpu())
         unions.append(union.cpu())
@@ -76,4 +88,4 @@ def evaluate_model(
     empty = torch.zeros(0, info.num_classes, dtype=torch.int64)
     return EvaluationResult(matrix=matrix, metrics=compute_metrics(matrix), per_image=per_image,
                             intersection=torch.cat(intersections or [empty]).numpy(),
-                            union=torch.cat(unions or [empty]).numpy())
+                            union=torch.cat(unions or [empty]).numpy(), calibration=calibration, boundary=boundary)

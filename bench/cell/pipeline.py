@@ -103,7 +103,9 @@ def run_epochs(cell: Cell, run: TrainingRun, device: torch.device, emit: Emit, d
                           run.total_iters, lr_at, emit)
         per_class_iou = None
         if epoch % cell.train.eval_every == 0 or epoch == run.epochs:
-            final = timed_evaluation(state, model, data.val_loader, data.info, device, run.autocast, dist)
+            reported = epoch == run.epochs and cell.trial is None  # calibration and boundaries too (not for a trial)
+            final = timed_evaluation(state, model, data.val_loader, data.info, device, run.autocast, dist,
+                                     final=reported)
             row.update(val_miou=final.metrics["miou"], val_pixel_accuracy=final.metrics["pixel_accuracy"],
                        eval_time_s=final.seconds)
             per_class_iou = final.metrics["per_class"]["iou"]
@@ -131,7 +133,8 @@ def run_epochs(cell: Cell, run: TrainingRun, device: torch.device, emit: Emit, d
             model.load_state_dict(state.best["model"])
             final = None
     if final is None:  # the selected weights were not evaluated last (or the run resumed after its last epoch)
-        final = timed_evaluation(state, model, data.val_loader, data.info, device, run.autocast, dist)
+        final = timed_evaluation(state, model, data.val_loader, data.info, device, run.autocast, dist,
+                                 final=cell.trial is None)
     return Selected(final=final, epoch=selected_epoch, select_miou=select_miou)
 
 
@@ -166,6 +169,8 @@ def record_parts(cell: Cell, cell_dir: Path, device: torch.device, run: Training
                     "num_select": None if data.select_set is None else len(data.select_set)},
         "metrics": final.metrics,
         "intervals": {"miou": miou_interval(final)},
+        **({"calibration": final.calibration.compute()} if final.calibration is not None else {}),
+        **({"boundary": final.boundary.compute()} if final.boundary is not None else {}),
         "confusion_matrix": final.matrix.tolist(),
         "per_image": per_image,
         "per_image_counts": counts,
@@ -239,12 +244,13 @@ def crop_macs(model: torch.nn.Module, cell: Cell, cost: dict[str, Any]) -> int |
         return None
 
 
-def timed_evaluation(state: TrainState, model, loader, info, device, autocast, dist: Dist) -> EvaluationResult:
+def timed_evaluation(state: TrainState, model, loader, info, device, autocast, dist: Dist,
+                     final: bool = False) -> EvaluationResult:
     """evaluate_model (on this rank's shard, merged over the ranks), its seconds added to the state's evaluation
-    time and kept on the result."""
+    time and kept on the result. final: the reported evaluation, with calibration and boundary IoU."""
     started = time.perf_counter()
     dist.sync_buffers(model)
-    result = dist.merge(evaluate_model(model, loader, info, device, autocast))
+    result = dist.merge(evaluate_model(model, loader, info, device, autocast, final=final))
     result.seconds = time.perf_counter() - started
     state.eval_seconds += result.seconds
     return result

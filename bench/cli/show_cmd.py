@@ -40,7 +40,7 @@ def show(cell_dir: Path = typer.Argument(..., help="A cell folder of a results f
                       highlight=False)
     console.print(_configuration(record.config))
     if record.metrics:
-        console.print(_numbers(record, from_matrix=True, title="metrics (val split)"))
+        console.print(_numbers(record, quality=True, title="metrics (val split)"))
         interval = (record.intervals or {}).get("miou")
         if interval:
             console.print(f"mIoU {100 * interval.low:.2f}-{100 * interval.high:.2f} % "
@@ -70,7 +70,7 @@ def _flat(value: Any) -> str:
     return str(value)
 
 
-def _numbers(record: Record, from_matrix: bool, title: str) -> Table:
+def _numbers(record: Record, quality: bool, title: str) -> Table:
     """The catalogue's metrics (or its cost and timing fields) that the record has, formatted as reports show them."""
     from segbench.metrics.catalogue import CATALOGUE
     from segbench.records.rows import record_row
@@ -81,8 +81,8 @@ def _numbers(record: Record, from_matrix: bool, title: str) -> Table:
     for metric in CATALOGUE:
         # The non-summary matrix metrics repeat others for single-label predictions (see the catalogue), and two
         # entries with one short header are one number in two units (macs, gmacs): the first is shown.
-        shown = (metric.summary or not from_matrix) and metric.short not in shown_as
-        if metric.from_matrix == from_matrix and shown and row.get(metric.key) is not None:
+        shown = (metric.summary or not metric.from_matrix) and metric.short not in shown_as
+        if metric.is_quality == quality and shown and row.get(metric.key) is not None:
             table.add_row(metric.label, metric.fmt(row[metric.key]))
             shown_as.add(metric.short)
     if not table.rows:
@@ -91,7 +91,7 @@ def _numbers(record: Record, from_matrix: bool, title: str) -> Table:
 
 
 def _cost(record: Record) -> Table:
-    return _numbers(record, from_matrix=False, title="cost")
+    return _numbers(record, quality=False, title="cost")
 
 
 def _training(record: Record) -> str:

@@ -36,7 +36,8 @@ class Metric:
     in the 80-column terminal leaderboard; fmt: raw number -> text under those headers. from_matrix: computed by
     `compute_metrics` from the confusion matrix (otherwise a cost or timing field). summary: a field of summary
     rows, hence of baselines and regression gates. timed: read from a clock on the machine that ran the cell, so
-    `compare` gates it only between equal machine fingerprints (segbench.measure.machine).
+    `compare` gates it only between equal machine fingerprints (segbench.measure.machine). quality: a property of the
+    predictions (every matrix metric, calibration, boundary IoU), not of their cost.
     """
 
     key: str
@@ -48,6 +49,11 @@ class Metric:
     from_matrix: bool
     summary: bool = True
     timed: bool = False
+    quality: bool | None = None  # None: as from_matrix
+
+    @property
+    def is_quality(self) -> bool:
+        return self.from_matrix if self.quality is None else self.quality
 
 
 def _accuracy(key: str, label: str, short: str, summary: bool = True) -> Metric:
@@ -88,6 +94,10 @@ CATALOGUE: tuple[Metric, ...] = (
            timed=True, summary=False),
     Metric("iterations_to_90pct", -1, "iterations", "iters to 90%", "it90", fixed(0), from_matrix=False,
            summary=False),
+    # The final evaluation's calibration and boundaries (records from issue 22 on; older baselines lack them, and a
+    # field missing on one side is not gated).
+    Metric("ece", -1, "fraction", "ECE %", "ECE", PERCENT, from_matrix=False, quality=True),
+    Metric("boundary_miou", +1, "fraction", "boundary mIoU %", "bIoU", PERCENT, from_matrix=False, quality=True),
 )
 
 METRICS: dict[str, Metric] = {metric.key: metric for metric in CATALOGUE}

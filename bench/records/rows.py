@@ -215,6 +215,8 @@ def record_row(record: Record) -> dict[str, Any]:
         # evaluation noise of this one model: bootstrap over val images (records written before issue 11 have none)
         "miou_ci_low": miou_interval.low,
         "miou_ci_high": miou_interval.high,
+        "ece": record.calibration.ece if record.calibration else None,
+        "boundary_miou": record.boundary.boundary_miou if record.boundary else None,
         # The macro mean of per-class specificity is not a recorded metric; the micro-vs-macro table shows it.
         "macro_specificity": mean_defined([math.nan if v is None else v for v in specificity]),
         **_cost(record),

@@ -256,6 +256,36 @@ class Metrics(Part):
         return getattr(self, key, None) if key in type(self).model_fields else (self.__pydantic_extra__ or {}).get(key)
 
 
+class CalibrationBin(Part):
+    lower: float
+    upper: float
+    pixels: int
+    accuracy: float | None = None  # None: an empty bin
+    confidence: float | None = None
+
+
+class Calibration(Part):
+    """Expected calibration error of the top-class confidence over the reported split, and its reliability diagram
+    (segbench.metrics.calibration)."""
+
+    ece: float | None = None
+    pixels: int | None = None
+    bins: list[CalibrationBin] = Field(default_factory=list)
+    method: str | None = None
+
+
+class Boundary(Part):
+    """Boundary IoU per class over the reported split (segbench.metrics.boundary): counts, per-class values, their
+    mean, and the boundary width d used (pixels, one per evaluated image size)."""
+
+    boundary_miou: float | None = None
+    per_class: list[float | None] = Field(default_factory=list)
+    intersection: list[int] = Field(default_factory=list)
+    union: list[int] = Field(default_factory=list)
+    width_px: list[int] = Field(default_factory=list)
+    method: str | None = None
+
+
 class Interval(Part):
     low: float | None = None
     high: float | None = None
@@ -575,6 +605,8 @@ class Record(Part):
     dataset: DatasetInfo | None = None
     metrics: Metrics | None = None
     intervals: dict[str, Interval] | None = None
+    calibration: Calibration | None = None  # records of finished cells from issue 22 on
+    boundary: Boundary | None = None
     confusion_matrix: list[list[int]] | None = None
     per_image: list[PerImage] | None = None
     per_image_counts: PerImageCounts | None = None

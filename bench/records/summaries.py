@@ -17,7 +17,6 @@ from pydantic import ValidationError
 from segbench.atomic import atomic_write_json
 from segbench.errors import ConfigError
 from segbench.records.schema import (
-    PROVENANCE_FIELDS,
     READABLE_SUMMARY_VERSIONS,
     SUMMARY_KIND,
     SUMMARY_VERSION,
@@ -57,10 +56,12 @@ def read_summary(path: Path) -> Summary:
 
 def upgrade(document: dict[str, Any]) -> dict[str, Any]:
     """A summary document of any readable version in the current shape: a version 1 summary's rows get no
-    fingerprint, spread or workload (None), the summary an empty `machines` and `upgraded_from: 1`."""
+    fingerprint, spread or workload, nor any summary field added since (None, in ROW_FIELDS order), the summary an
+    empty `machines` and `upgraded_from: 1`. A current-version summary is read as written (a field added since it
+    was written is missing, hence not gated)."""
     if document["version"] == SUMMARY_VERSION:
         return document
-    cells = {slug: {**dict.fromkeys(PROVENANCE_FIELDS), **row} if isinstance(row, dict) else row
+    cells = {slug: {**dict.fromkeys(ROW_FIELDS), **row} if isinstance(row, dict) else row
              for slug, row in (document.get("cells") or {}).items()}
     return {**document, "machines": document.get("machines") or {}, "cells": cells,
             "upgraded_from": document["version"]}

@@ -51,7 +51,7 @@ def test_sharded_evaluation_equals_one_process_evaluation_of_the_checkpoint(trai
     torch.set_num_threads(1)  # as each rank computed
     try:
         single = evaluate_model(model, DataLoader(val_set, batch_size=cell.eval.batch_size), info,
-                                torch.device("cpu"), torch.no_grad())
+                                torch.device("cpu"), torch.no_grad(), final=True)
     finally:
         torch.set_num_threads(threads)
     assert record["confusion_matrix"] == single.matrix.tolist()
@@ -62,3 +62,9 @@ def test_sharded_evaluation_equals_one_process_evaluation_of_the_checkpoint(trai
     np.testing.assert_array_equal(counts["intersection"], single.intersection)
     np.testing.assert_array_equal(counts["union"], single.union)
     assert list(counts["sample_id"]) == [row["sample_id"] for row in record["per_image"]]
+    # The final evaluation's calibration bins and boundary counts, summed over the two ranks.
+    calibration, boundary = single.calibration.compute(), single.boundary.compute()
+    assert [b["pixels"] for b in record["calibration"]["bins"]] == [b["pixels"] for b in calibration["bins"]]
+    assert record["calibration"]["ece"] == pytest.approx(calibration["ece"], abs=1e-9)
+    assert (record["boundary"]["intersection"], record["boundary"]["union"]) == (boundary["intersection"],
+                                                                               boundary["union"])

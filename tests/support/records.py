@@ -211,7 +211,7 @@ def record(slug: str = SLUG, config_hash: str | None = None, *, miou: float | No
            iterations_per_epoch: int = 10, intervals: bool = True, params: int = 1000, macs: int = 2_000_000,
            cost_parts: dict[str, Any] | None = None, latency_ratio: float = 1.0, latency_ms: float = 12.0,
            machine: str | None = "machine-a", spread: float | None = 0.01, train_time_s: float = 10.0,
-           written_at: str = WRITTEN_AT, train: dict[str, Any] | None = None) -> dict[str, Any]:
+           written_at: str = WRITTEN_AT, train: dict[str, Any] | None = None, quality: bool = False) -> dict[str, Any]:
     """A record of the cell `slug` as the worker writes it (status ok, failed or interrupted).
 
     config_hash: the cell's own hash when None (its cell id is `slug-config_hash` either way). miou: the record's
@@ -226,6 +226,7 @@ def record(slug: str = SLUG, config_hash: str | None = None, *, miou: float | No
     `count_macs` results under "params" and "macs"). latency_ratio, latency_ms: batch-1 latency against the
     reference and in milliseconds; machine: the fingerprint id it was timed under (None: before fingerprints);
     spread: how far its two timing rounds agreed (None: timed before rounds). train: TrainConfig fields to change.
+    quality: with the final evaluation's calibration and boundary parts (records from issue 22 on).
     """
     train = {**({"epochs": len(history_shares)} if history_shares else {}), **(train or {})}
     cell = cell_of(slug, **train)
@@ -248,7 +249,29 @@ def record(slug: str = SLUG, config_hash: str | None = None, *, miou: float | No
     parts["cost"] = {**cost(cell, params, macs, latency(cell, latency_ratio, machine, spread, latency_ms)),
                      **(cost_parts or {})}
     parts["throughput"] = _throughput(cell, parts)
+    if quality:
+        parts.update(quality_parts(np.asarray(parts["confusion_matrix"])))
     return _as_dict(new_record(identity, STATUS_OK, **base, **parts), written_at)
+
+
+def quality_parts(matrix: np.ndarray) -> dict[str, Any]:
+    """Calibration and boundary parts consistent with `matrix`: the correct pixels at confidence 0.95 (bin 15), the
+    wrong ones at 0.70 (bin 11); boundary intersections a quarter of the diagonal, unions a third of each class's
+    union."""
+    import torch
+
+    from segbench.metrics.boundary import BoundaryIoU
+    from segbench.metrics.calibration import BINS, calibration_summary
+
+    correct, wrong = int(np.trace(matrix)), int(matrix.sum() - np.trace(matrix))
+    count, confidence, hits = [0] * BINS, [0.0] * BINS, [0] * BINS
+    count[14], confidence[14], hits[14] = correct, 0.95 * correct, correct
+    count[10], confidence[10] = wrong, 0.70 * wrong
+    boundary = BoundaryIoU(len(matrix), 255)
+    boundary.intersection = torch.from_numpy(np.diag(matrix) // 4)
+    boundary.union = torch.from_numpy((matrix.sum(0) + matrix.sum(1) - np.diag(matrix)) // 3)
+    boundary.widths = {3}
+    return {"calibration": calibration_summary(count, confidence, hits), "boundary": boundary.compute()}
 
 
 def _as_dict(built: Any, written_at: str) -> dict[str, Any]:
