@@ -116,11 +116,12 @@ class ForkedProcess:
 class ForkServer:
     """The client's handle on a running server: started with `preload` imported, asked for children with `spawn`."""
 
-    def __init__(self, preload: Sequence[str]) -> None:
+    def __init__(self, preload: Sequence[str], env: dict[str, str] | None = None) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="segbench-forkserver-"))  # 0700: nobody else may connect
         self.address = str(self.folder / SOCKET_NAME)
         self._log = open(self.folder / "server.log", "w+b")  # noqa: SIM115 (kept for the server's life)
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        # The server's own environment (a child's /proc/<pid>/environ shows it, whatever the child was given).
+        env = {**(os.environ if env is None else env), "HF_HUB_OFFLINE": "1"}
         env.setdefault("OPENBLAS_NUM_THREADS", "1")
         # The server dies with the thread that starts it (Linux's parent-death signal), so its children get their
         # SIGTERM as soon as a killed runner's would have; from another thread only with the runner's end (EOF).
@@ -183,15 +184,16 @@ _server: ForkServer | None = None
 _server_lock = threading.Lock()
 
 
-def start_server(preload: Sequence[str]) -> ForkServer | None:
+def start_server(preload: Sequence[str], env: dict[str, str] | None = None) -> ForkServer | None:
     """This process's fork server, started on the first call (in the background: `ready` waits for it) and shared
-    by every later one, so runs in one process pay its imports once. None when disabled (ENV=0) or not on Linux."""
+    by every later one, so runs in one process pay its imports once; env: the server's own environment (default:
+    this process's). None when disabled (ENV=0) or not on Linux."""
     global _server
     if disabled() or not sys.platform.startswith("linux"):
         return None
     with _server_lock:
         if _server is None or not _server.alive():
-            _server = ForkServer(preload)
+            _server = ForkServer(preload, env)
             atexit.register(_server.close)
         return _server
 

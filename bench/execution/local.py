@@ -43,10 +43,27 @@ def prestart_worker_server(device: str) -> None:
         start_worker_server("cpu")
 
 
-def start_worker_server(device: str) -> forkserver.ForkServer | None:
-    """The fork server the workers of `device` start from (None on CUDA, or when SEGBENCH_FORK_SERVER=0). It starts
-    in the background: call this early, and the imports overlap with the runner's own start."""
-    return forkserver.start_server(WORKER_PRELOAD) if device == "cpu" else None
+def start_worker_server(device: str, env: dict[str, str] | None = None) -> forkserver.ForkServer | None:
+    """The fork server the workers of `device` start from (None on CUDA, or when SEGBENCH_FORK_SERVER=0), with
+    `env` as its own environment (default: this process's). It starts in the background: call this early, and the
+    imports overlap with the runner's own start."""
+    return forkserver.start_server(WORKER_PRELOAD, env) if device == "cpu" else None
+
+
+def start_worker(task_file: Path, env: dict[str, str], log: IO[str],
+                 server: forkserver.ForkServer | None) -> tuple[forkserver.Process, IO[str]]:
+    """The worker process of one cell (forked from `server` when it serves) with stderr to `log`, and the read end
+    of its stdout (event lines, text); the caller closes both files."""
+    read_end, write_end = os.pipe()
+    try:
+        process = forkserver.start_module(WORKER_MODULE, [str(task_file)], env=env, stdout=write_end,
+                                          stderr=log.fileno(), server=server, name=WORKER_NAME)
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)
+    return process, open(read_end, encoding="utf-8", errors="replace")  # noqa: SIM115 (the caller's)
 
 
 def visible_gpus() -> list[str]:
@@ -152,18 +169,12 @@ class LocalProcessExecutor:
         if placement.gpu_ids is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(placement.gpu_ids)
         log = open(folder / WORKER_LOG_FILE, "w", encoding="utf-8")  # noqa: SIM115 (the reader thread closes it)
-        read_end, write_end = os.pipe()
         try:
-            process = forkserver.start_module(WORKER_MODULE, [str(folder / TASK_FILE)], env=env, stdout=write_end,
-                                              stderr=log.fileno(), server=self._server, name=WORKER_NAME)
+            process, stdout = start_worker(folder / TASK_FILE, env, log, self._server)
         except BaseException:
             log.close()
-            os.close(read_end)
             self._free.insert(0, placement)
             raise
-        finally:
-            os.close(write_end)
-        stdout = open(read_end, encoding="utf-8", errors="replace")  # noqa: SIM115 (the reader thread closes it)
         reader = threading.Thread(target=self._read, args=(handle, stdout, log), daemon=True)
         self._running[handle] = _Worker(process, on_event, folder / WORKER_LOG_FILE, reader)
         reader.start()

@@ -10,15 +10,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 from segbench.atomic import atomic_write_json
 from segbench.execution.events import Event, parse_event
-from segbench.execution.local import _tail
+from segbench.execution.local import _tail, start_worker, start_worker_server
 from segbench.faults import ENV as FAULT_ENV
 from segbench.forkserver import PARENT_PID_ENV
 from segbench.records.paths import TASK_FILE, WORKER_LOG_FILE
@@ -85,16 +83,16 @@ def run_cell(task: dict[str, Any], folder: str, inbox: Any, fault: str | None) -
     cell_folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cell_folder / TASK_FILE, task)
     env = worker_environment(dict(os.environ), fault)
+    # This Ray worker process's fork server (its later tasks reuse it), in a worker's environment: no Ray token.
+    server = start_worker_server(task["device"], env=worker_environment(dict(os.environ), None))
     with open(cell_folder / WORKER_LOG_FILE, "w", encoding="utf-8") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "segbench.execution.worker", str(cell_folder / TASK_FILE)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True, errors="replace", env=env,
-        )
-        pending: list[Event] = []
-        lock = threading.Lock()
-        reader = threading.Thread(target=_read, args=(process, log, pending, lock), daemon=True)
-        reader.start()
-        _relay(process, reader, inbox, task["attempt"], pending, lock)
+        process, stdout = start_worker(cell_folder / TASK_FILE, env, log, server)
+        with stdout:
+            pending: list[Event] = []
+            lock = threading.Lock()
+            reader = threading.Thread(target=_read, args=(stdout, log, pending, lock), daemon=True)
+            reader.start()
+            _relay(process, reader, inbox, task["attempt"], pending, lock)
     return {"returncode": process.returncode, "log_tail": _tail(cell_folder / WORKER_LOG_FILE)}
 
 
@@ -110,9 +108,9 @@ def worker_environment(node_env: dict[str, str], fault: str | None) -> dict[str,
     return env
 
 
-def _read(process: subprocess.Popen, log: Any, pending: list[Event], lock: threading.Lock) -> None:
+def _read(stdout: Any, log: Any, pending: list[Event], lock: threading.Lock) -> None:
     """Reader thread: event lines are queued for the inbox, every other stdout line goes to the worker's log."""
-    for line in process.stdout:
+    for line in stdout:
         event = parse_event(line)
         if event is None:
             log.write(line)
@@ -121,7 +119,7 @@ def _read(process: subprocess.Popen, log: Any, pending: list[Event], lock: threa
                 pending.append(event)
 
 
-def _relay(process: subprocess.Popen, reader: threading.Thread, inbox: Any, attempt: str, pending: list[Event],
+def _relay(process: Any, reader: threading.Thread, inbox: Any, attempt: str, pending: list[Event],
            lock: threading.Lock) -> None:
     """Push the worker's events every PUSH_INTERVAL_S until its stdout ends; pass the driver's stop on to it."""
     import ray

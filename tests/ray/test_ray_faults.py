@@ -33,8 +33,14 @@ def test_a_killed_worker_fails_its_cell_and_the_others_finish(cluster, sweep):
 def test_after_the_driver_is_killed_the_rerun_resumes_without_redoing_finished_cells(cluster, sweep):
     s = sweep(address=cluster.address, train=TWO_EPOCHS)
     process = s.start(fault=SLOW_STEPS)
-    s.wait_for(lambda: len(s.records()) == 1 and bool(s.workers()), process)  # one cell done, one training
-    (worker,) = s.workers()
+    found: list = []
+
+    def one_done_one_training() -> bool:  # the first cell's worker may still be ending after its record
+        found[:] = s.workers(training=True)
+        return len(s.records()) == 1 and len(found) == 1
+
+    s.wait_for(one_done_one_training, process)
+    (worker,) = found
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     psutil.Process(worker.pid).wait(timeout=120)  # Ray ends the dead driver's tasks: no orphan trains on

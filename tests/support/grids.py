@@ -103,20 +103,22 @@ class Sweep:
     def records(self) -> dict[str, dict]:
         return read_records(self.results)
 
-    def workers(self) -> list[psutil.Process]:
+    def workers(self, training: bool = False) -> list[psutil.Process]:
         """The live worker processes training cells into this results folder, whoever started them: a fresh
         interpreter (a Ray node's) names its task file inside the cell's folder on its command line; a worker forked
-        from the fork server is named segbench-worker and has its log in the cell's folder open."""
+        from the fork server is named segbench-worker and has its log in the cell's folder open. training: only
+        those whose cell has no record yet (a worker that wrote its record may still be ending)."""
+        cells = self.results / "cells"
         found = []
         for process in psutil.process_iter(["name", "cmdline", "status"]):
             try:
                 if process.info["status"] == psutil.STATUS_ZOMBIE:
                     continue
-                command = " ".join(process.info["cmdline"] or [])
-                fresh = WORKER_MODULE in command and str(self.results) in command
-                forked = process.info["name"] == WORKER_NAME and any(
-                    file.path.startswith(str(self.results)) for file in process.open_files())
-                if fresh or forked:
+                paths = [] if process.info["name"] != WORKER_NAME else [f.path for f in process.open_files()]
+                if WORKER_MODULE in " ".join(process.info["cmdline"] or []):
+                    paths += process.info["cmdline"]
+                folders = {Path(path).parent for path in paths if path.startswith(str(cells))}
+                if folders and not (training and all((folder / "record.json").exists() for folder in folders)):
                     found.append(process)
             except psutil.Error:  # it ended while we looked
                 pass
