@@ -60,6 +60,7 @@ def test_report_has_every_section(report: Path):
     assert "pixel accuracy" in text and "docs/metrics.md" in text
     assert "**" in text  # the best value of a column is marked
     assert "micro sensitivity = micro Dice" in text  # the one line on why micro and macro differ
+    assert "Evaluation protocol: whole image." in text  # how the predictions were made (eval.mode)
     # The two seeds were logged to TensorBoard: the report says where (the failed and older cells were not).
     assert "TensorBoard logs (per step) of 2 of these" in text and "`tensorboard --logdir " in text
 

@@ -122,7 +122,7 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[Record]) ->
               "(CPU: resident-set increase of a fresh process; CUDA: peak allocated)." if conditions else
               "Latency, throughput and memory were not measured (`measure.enabled: false`); parameters are counted.")
     writer.add("### Leaderboard", f"Best value of each column in bold. {timing} Time to 90%: training time until val "
-               "mIoU first reached 90 % of its final value.", INTERVAL_NOTE)
+               "mIoU first reached 90 % of its final value.", INTERVAL_NOTE, protocol_text(records))
     leaderboard = tables.leaderboard_frame(records)
     writer.table(leaderboard, tables.LEADERBOARD, f"leaderboard-{slug}.csv", tables.leaderboard_shown(leaderboard))
     writer.add("### Accuracy vs cost")
@@ -171,6 +171,28 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[Record]) ->
     if skipped:
         writer.add("Operators fvcore skipped (not in the MAC counts; calls per cell in the CSV): "
                    f"{', '.join(f'`{op}`' for op in skipped)}.")
+
+
+RESIZE_NOTE = ("With eval.size the labels are resized (nearest neighbour) with the image, so these scores are not "
+               "the full-resolution scores published numbers report (eval.mode: whole or slide).")
+
+
+def protocol_text(records: list[Record]) -> str:
+    """How the cells computed their predictions (segbench.cell.inference), one sentence per protocol among them."""
+    from segbench.cell.inference import Protocol
+    from segbench.grid.schema import EvalConfig
+
+    protocols: dict[str, str] = {}
+    for record in records:
+        try:
+            protocol = Protocol.of(EvalConfig.model_validate(record.config.eval.to_json()), 1)
+        except ValueError:  # settings of a newer segbench
+            protocols.setdefault("not known to this segbench version", "")
+            continue
+        protocols.setdefault(protocol.describe(), protocol.mode)
+    text = "; ".join(protocols)
+    note = f" {RESIZE_NOTE}" if "resize" in protocols.values() else ""
+    return f"Evaluation protocol: {text}.{note}"
 
 
 def _calibration_section(writer: ReportWriter, slug: str, name: str, records: list[Record]) -> None:

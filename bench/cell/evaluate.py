@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from segbench.cell.inference import WHOLE, Protocol, protocol_logits
 from segbench.metrics.boundary import BoundaryIoU
 from segbench.metrics.calibration import CalibrationBins
 from segbench.metrics.confusion import ConfusionMatrix, compute_metrics
@@ -53,10 +54,11 @@ def per_image_class_counts(pred: torch.Tensor, labels: torch.Tensor, num_classes
 
 @torch.inference_mode()
 def evaluate_model(
-    model: torch.nn.Module, loader: DataLoader, info: Any, device: torch.device, autocast, final: bool = False
+    model: torch.nn.Module, loader: DataLoader, info: Any, device: torch.device, autocast, final: bool = False,
+    protocol: Protocol = WHOLE,
 ) -> EvaluationResult:
-    """Argmax predictions over the whole split; padded and ignore pixels are never counted. final: also the
-    calibration bins and boundary IoU counts (the reported evaluation)."""
+    """Argmax predictions over the whole split under the inference `protocol` (inference.py); padded and ignore
+    pixels are never counted. final: also the calibration bins and boundary IoU counts (the reported evaluation)."""
     model.eval()
     confusion = ConfusionMatrix(info.num_classes, ignore_index=info.ignore_index, device=device)
     calibration = CalibrationBins(device=device) if final else None
@@ -69,7 +71,7 @@ def evaluate_model(
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         with autocast:
-            logits = model(images)
+            logits = protocol_logits(model, images, protocol)
         pred = logits.argmax(dim=1)
         confusion.update(pred, labels)
         if final:

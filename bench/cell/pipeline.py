@@ -29,7 +29,7 @@ from segbench.cell.examples import sample_id, save_examples
 from segbench.cell.loop import CHECK_EVERY, Diverged, Emit, StepSetup, train_epoch
 from segbench.cell.selection import RULE_BEST, offer
 from segbench.cell.state import TrainState, rng_state, save_train_state
-from segbench.cell.training_setup import TrainingRun, set_up_training
+from segbench.cell.training_setup import CellData, TrainingRun, set_up_training
 from segbench.devices import AUTOCAST_DTYPES
 from segbench.env import device_description
 from segbench.grid.cells import Cell
@@ -104,13 +104,13 @@ def run_epochs(cell: Cell, run: TrainingRun, device: torch.device, emit: Emit, d
         per_class_iou = None
         if epoch % cell.train.eval_every == 0 or epoch == run.epochs:
             reported = epoch == run.epochs and cell.trial is None  # calibration and boundaries too (not for a trial)
-            final = timed_evaluation(state, model, data.val_loader, data.info, device, run.autocast, dist,
+            final = timed_evaluation(state, model, data.val_loader, data, device, run.autocast, dist,
                                      final=reported)
             row.update(val_miou=final.metrics["miou"], val_pixel_accuracy=final.metrics["pixel_accuracy"],
                        eval_time_s=final.seconds)
             per_class_iou = final.metrics["per_class"]["iou"]
             if data.select_loader is not None:
-                chosen = timed_evaluation(state, model, data.select_loader, data.info, device, run.autocast, dist)
+                chosen = timed_evaluation(state, model, data.select_loader, data, device, run.autocast, dist)
                 row["select_miou"] = chosen.metrics["miou"]
                 state.best = offer(state.best, epoch, chosen.metrics["miou"], model)
         state.history.append(row)
@@ -133,7 +133,7 @@ def run_epochs(cell: Cell, run: TrainingRun, device: torch.device, emit: Emit, d
             model.load_state_dict(state.best["model"])
             final = None
     if final is None:  # the selected weights were not evaluated last (or the run resumed after its last epoch)
-        final = timed_evaluation(state, model, data.val_loader, data.info, device, run.autocast, dist,
+        final = timed_evaluation(state, model, data.val_loader, data, device, run.autocast, dist,
                                  final=cell.trial is None)
     return Selected(final=final, epoch=selected_epoch, select_miou=select_miou)
 
@@ -244,13 +244,15 @@ def crop_macs(model: torch.nn.Module, cell: Cell, cost: dict[str, Any]) -> int |
         return None
 
 
-def timed_evaluation(state: TrainState, model, loader, info, device, autocast, dist: Dist,
+def timed_evaluation(state: TrainState, model, loader, data: CellData, device, autocast, dist: Dist,
                      final: bool = False) -> EvaluationResult:
-    """evaluate_model (on this rank's shard, merged over the ranks), its seconds added to the state's evaluation
-    time and kept on the result. final: the reported evaluation, with calibration and boundary IoU."""
+    """evaluate_model under the cell's inference protocol (on this rank's shard, merged over the ranks), its seconds
+    added to the state's evaluation time and kept on the result. final: the reported evaluation, with calibration
+    and boundary IoU."""
     started = time.perf_counter()
     dist.sync_buffers(model)
-    result = dist.merge(evaluate_model(model, loader, info, device, autocast, final=final))
+    result = dist.merge(evaluate_model(model, loader, data.info, device, autocast, final=final,
+                                       protocol=data.protocol))
     result.seconds = time.perf_counter() - started
     state.eval_seconds += result.seconds
     return result

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from segbench.cell.budget import TrainingLength, training_length
 from segbench.cell.data import dataset_info, make_datasets, make_loaders, make_selection_set, train_class_counts
 from segbench.cell.distributed import Dist
+from segbench.cell.inference import Protocol
 from segbench.cell.loop import StepSetup, step_setup
 from segbench.cell.selection import SelectionRule
 from segbench.cell.state import TrainState, load_train_state, seed_everything
@@ -36,6 +37,7 @@ class CellData:
     select_set: Dataset | None  # eval.select: best only
     info: Any  # segbench.datasets DatasetInfo: classes, ignore index, palette
     eval_shape: tuple[int, int]  # height, width of the evaluation inputs
+    protocol: Protocol  # how every evaluation of the cell computes its logits (eval.mode, eval.tta)
     generator: torch.Generator  # the training loader's shuffling, saved in the resumable state
     train_loader: DataLoader
     val_loader: DataLoader
@@ -116,9 +118,11 @@ def make_data(cell: Cell, pad_multiple: int, device: torch.device, cache_dir: Pa
     train_set, val_set = make_datasets(cell, pad_multiple, cache_dir)
     train_set, select_set = make_selection_set(cell, train_set, pad_multiple, cache_dir)
     eval_shape = tuple(val_set[0][0].shape[1:])
-    if (reason := incompatibility(cell.model, cell.encoder, eval_shape)) is not None:
-        raise ConfigError(f"{cell.model} cannot evaluate {eval_shape[0]}x{eval_shape[1]} inputs: {reason}; "
-                          "set eval.size in the grid")
+    protocol = Protocol.of(cell.eval, pad_multiple)
+    model_input = protocol.crop if protocol.mode == "slide" else eval_shape  # a slide's forward takes one window
+    if (reason := incompatibility(cell.model, cell.encoder, model_input)) is not None:
+        raise ConfigError(f"{cell.model} cannot evaluate {model_input[0]}x{model_input[1]} inputs: {reason}; "
+                          f"set {'eval.crop' if protocol.mode == 'slide' else 'eval.size'} in the grid")
     if len(train_set) < batch_size:  # expansion checks this for the built-in scenes; a dataset on disk is read here
         raise ConfigError(f"the train split has {len(train_set)} images, fewer than train.batch_size {batch_size}; "
                           f"set train.batch_size to at most {len(train_set)} or use a larger train split")
@@ -129,8 +133,8 @@ def make_data(cell: Cell, pad_multiple: int, device: torch.device, cache_dir: Pa
     select_loader = None if select_set is None else make_loaders(cell, train_set, dist.shard(select_set),
                                                                  rank_batch, device, generator)[1]
     return CellData(train_set=train_set, val_set=val_set, select_set=select_set, info=dataset_info(val_set),
-                    eval_shape=eval_shape, generator=generator, train_loader=train_loader, val_loader=val_loader,
-                    select_loader=select_loader)
+                    eval_shape=eval_shape, protocol=protocol, generator=generator, train_loader=train_loader,
+                    val_loader=val_loader, select_loader=select_loader)
 
 
 def model_factory(cell: Cell, num_classes: int, device: torch.device) -> Callable[[], torch.nn.Module]:

@@ -36,7 +36,7 @@ NO_WEIGHTS = "none"  # segbench.models.pretrained.NO_WEIGHTS: random initialisat
 SAFE_ID = re.compile(r"^[A-Za-z0-9._+-]+$")
 # Keys added after benchmark-semantics version 2 enter the resolved configuration, and so the config hash, only
 # when set away from their default: the cells of existing results keep their ids, stay comparable and resume.
-LATE_KEYS = {"train": ("world_size", "sync_bn", "budget")}
+LATE_KEYS = {"train": ("world_size", "sync_bn", "budget"), "eval": ("mode", "crop", "stride", "tta")}
 LATE_CELL_KEYS = ("weights", "trial")  # the same for keys of the cell itself
 
 
@@ -175,6 +175,10 @@ def expand(grid: GridConfig) -> Expansion:
         if eval_size is not None and tuple(eval_size) != tuple(grid.train.crop):
             reason = incompatibility(model, encoder, eval_size)
             reason = reason and f"at the evaluation size {eval_size[0]}x{eval_size[1]}: {reason} (set eval.size)"
+        window = grid.eval.crop if grid.eval.protocol_mode == "slide" else None
+        if reason is None and window is not None and tuple(window) != tuple(grid.train.crop):
+            reason = incompatibility(model, encoder, window)
+            reason = reason and f"at the sliding window {window[0]}x{window[1]}: {reason} (set eval.crop)"
         if reason is not None:
             skipped.append(SkippedCell(cell.slug, reason))
             continue

@@ -13,6 +13,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveFloat,
+    PositiveInt,
     StringConstraints,
     ValidationInfo,
     field_validator,
@@ -142,16 +144,50 @@ def resolve_sync_bn(setting: bool | str, backend: str) -> bool:
         return False
     return setting in (True, "auto")
 
+class TTAConfig(Frozen):
+    """Test-time augmentation: softmax probabilities averaged over image scales and, with flip, mirrored images."""
+
+    scales: tuple[PositiveFloat, ...] = Field((1.0,), min_length=1)
+    flip: bool = False
+
+
 class EvalConfig(Frozen):
     split: str = "val"
     batch_size: int = Field(8, ge=1)
     size: tuple[int, int] | None = None
     max_images: int | None = Field(None, ge=1)
+    # The inference protocol (segbench.cell.inference): resize (to eval.size), whole (the image at its own size,
+    # padded to the architecture's multiple) or slide (windows of crop every stride over it); unset: resize when
+    # eval.size is set, else whole, as before the protocol was a setting. tta: scales and flip averaged.
+    mode: Literal["resize", "whole", "slide"] | None = None
+    crop: tuple[PositiveInt, PositiveInt] | None = None
+    stride: tuple[PositiveInt, PositiveInt] | None = None
+    tta: TTAConfig | None = None
     # Which weights are reported (segbench.cell.selection): the final model, or the best on a selection split that
     # is never the reported one (another split of the dataset, or a seeded holdout carved out of the training split).
     select: Literal["last", "best"] = "last"
     select_split: SafeName | None = None
     holdout: float | None = Field(None, gt=0, lt=1)
+
+    @property
+    def protocol_mode(self) -> str:
+        return self.mode or ("resize" if self.size is not None else "whole")
+
+    @model_validator(mode="after")
+    def _protocol(self) -> EvalConfig:
+        if self.mode == "resize" and self.size is None:
+            raise ValueError("eval.mode: resize needs eval.size [H, W]; use mode whole to evaluate at native size")
+        if self.mode == "whole" and self.size is not None:
+            raise ValueError("eval.mode: whole evaluates at the image's own size; remove eval.size or use mode resize")
+        if self.mode == "slide":
+            if self.crop is None or self.stride is None:
+                raise ValueError("eval.mode: slide needs eval.crop [H, W] (the window) and eval.stride [H, W]")
+            if self.stride[0] > self.crop[0] or self.stride[1] > self.crop[1]:
+                raise ValueError(f"eval.stride {list(self.stride)} is larger than eval.crop {list(self.crop)}: the "
+                                 "windows would leave pixels out; use a stride at most the window")
+        elif self.crop is not None or self.stride is not None:
+            raise ValueError("eval.crop and eval.stride are the sliding window: set eval.mode: slide or remove them")
+        return self
 
     @model_validator(mode="after")
     def _selection_split(self) -> EvalConfig:

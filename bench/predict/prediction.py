@@ -12,8 +12,9 @@ Nothing is half-written: every input and option is checked first, the outputs ar
 beside `out`, which replaces `out` only when every frame is done; on any error the temporary folder is removed.
 
 Preprocessing is the cell's evaluation transform (segbench.datasets.EvalTransform: optional resize to `eval.size`,
-ImageNet normalisation, bottom/right padding to the architecture's multiple) in the evaluation's precision; the
-padding is cropped from the prediction. With `eval.size` set, the prediction made at that size is resized back to the
+ImageNet normalisation, bottom/right padding to the architecture's multiple) in the evaluation's precision, and the
+logits follow its inference protocol (eval.mode, eval.tta: segbench.cell.inference); the padding is cropped from the
+prediction. With `eval.size` set, the prediction made at that size is resized back to the
 input's size by nearest neighbour, so every label PNG has its image's size.
 """
 
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from segbench.atomic import atomic_write_json
+from segbench.cell.inference import protocol_logits
 from segbench.devices import resolve_device, synchronize
 from segbench.errors import ConfigError
 from segbench.predict.inputs import Frame, InputPlan, plan_input, read_frames
@@ -175,9 +177,10 @@ def _predict_frames(trained: TrainedCell, plan: InputPlan, outputs: _Outputs, ba
 
 @torch.inference_mode()
 def _forward(trained: TrainedCell, images: torch.Tensor) -> torch.Tensor:
-    """Logits [N, C, H', W'] of a batch already on the device, in the evaluation's precision."""
+    """Logits [N, C, H', W'] of a batch already on the device, in the evaluation's precision and under its inference
+    protocol (one forward pass, sliding windows, TTA: segbench.cell.inference)."""
     with trained.autocast():
-        return trained.model(images)
+        return protocol_logits(trained.model, images, trained.protocol)
 
 
 def _run_batch(trained: TrainedCell, batch: list[_Pending], outputs: _Outputs) -> None:

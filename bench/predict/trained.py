@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
+from segbench.cell.inference import Protocol
 from segbench.devices import autocast_context, autocast_dtype
 from segbench.errors import CheckpointError
 from segbench.records.cells import checkpoint_path, read_cell_record
@@ -38,6 +39,11 @@ class TrainedCell:
     @property
     def checkpoint(self) -> Path:
         return checkpoint_path(self.cell_dir, self.record)
+
+    @property
+    def protocol(self) -> Protocol:
+        """How its evaluation computed logits (eval.mode, eval.tta): predictions follow the same protocol."""
+        return Protocol.of(self.cell.eval, self.transform.pad_multiple)
 
     @property
     def autocast_dtype(self) -> str | None:

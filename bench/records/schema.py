@@ -84,6 +84,11 @@ class TrainSettings(Part):
     budget: dict[str, float] | None = None  # {tflops: X}: train until the training FLOPs reach X (issue 21)
 
 
+class TTASettings(Part):
+    scales: list[float] = Field(default_factory=lambda: [1.0])
+    flip: bool = False
+
+
 class EvalSettings(Part):
     split: str = "val"
     batch_size: int = 8
@@ -92,6 +97,10 @@ class EvalSettings(Part):
     select: str = "last"
     select_split: str | None = None
     holdout: float | None = None
+    mode: str | None = None  # the inference protocol (issue 22; absent before, and when unset)
+    crop: list[int] | None = None
+    stride: list[int] | None = None
+    tta: TTASettings | None = None
 
 
 class MeasureSettings(Part):
