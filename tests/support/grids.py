@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,13 @@ def read_records(results: Path) -> dict[str, dict]:
 
 
 class Sweep:
-    """A grid file, a results folder and the `segbench run` command (in a subprocess) between them.
+    """A grid file, a results folder and the `segbench run` command between them.
 
-    run_args go on every command line (e.g. `--executor ray --address ...`). Every run starts in its own process
-    group: `run` kills its group when it returns or is interrupted (a pytest-timeout, a failed assertion), and the
-    group of a run `start` began is killed at the end of the test (support.processes).
+    run_args go on every command line (e.g. `--executor ray --address ...`). `start` runs the command in a
+    subprocess of its own process group (to be killed or interrupted), killed at the end of the test
+    (support.processes). `run` runs it to its end: with the local executor in this process (Typer's CliRunner), so
+    it shares this process's imports and fork server and spends no seconds starting; with Ray in a subprocess (Ray's
+    driver must not live in pytest's process), whose group is killed when it returns or is interrupted.
     """
 
     def __init__(self, folder: Path, document: dict[str, Any], run_args: tuple[str, ...] = ()) -> None:
@@ -85,6 +88,16 @@ class Sweep:
     def run(self, *extra: str, run_args: tuple[str, ...] | None = None, fault: str = "",
             timeout: float = 600) -> subprocess.CompletedProcess:
         command = self.command(*extra, run_args=run_args)
+        if "--executor" not in command:
+            from typer.testing import CliRunner
+
+            from segbench.cli import app
+
+            result = CliRunner(env=self.env(fault)).invoke(app, command[3:])  # after `python -m segbench`
+            stderr = result.stderr
+            if result.exc_info and not isinstance(result.exception, SystemExit):  # a bug: show it as Python would
+                stderr += "".join(traceback.format_exception(*result.exc_info))
+            return subprocess.CompletedProcess(command, result.exit_code, result.stdout, stderr)
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    env=self.env(fault), start_new_session=True)
         try:
