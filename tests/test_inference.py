@@ -144,6 +144,9 @@ def test_a_cell_evaluated_by_sliding_windows_with_tta_records_what_its_checkpoin
     (cell_id, record), = read_records(results).items()
     assert record["status"] == "ok", record.get("error")
     assert record["config"]["eval"]["mode"] == "slide" and record["config"]["eval"]["tta"]["flip"] is True
+    timed = record["cost"]["latency"]["protocol"]  # one full image under the protocol, beside one forward pass
+    assert timed["description"].startswith("sliding window 64x64, stride 32x32; TTA") and timed["n"] == 2
+    assert timed["input_shape"] == [1, 3, 64, 128] and timed["latency_ms_p50"] > 0
     cell = Cell.model_validate(record["config"])
     pad_multiple = MODELS.get(cell.model).pad_multiple
     _, val_set = make_datasets(cell, pad_multiple, None)

@@ -163,7 +163,9 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[Record]) ->
                "fingerprint; round spread: how far its two timing rounds agreed. "
                "torchinfo's forward/backward size is an estimate (it ignores parameter-free layers).")
     cost = tables.cost_frame(records)
-    writer.table(cost, tables.COST, f"cost-{slug}.csv")
+    timed_protocol = cost["protocol_latency_ms_p50"].notna().any()  # a column only where a cell slid or used TTA
+    writer.table(cost, tables.COST, f"cost-{slug}.csv",
+                 None if timed_protocol else cost.drop(columns="protocol_latency_ms_p50"))
     started = sorted({weights_text(r) for r in records if r.weights})
     if started:
         writer.add(f"Pretrained encoder weights (the other cells start from random weights): {'; '.join(started)}.")

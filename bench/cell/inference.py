@@ -60,6 +60,18 @@ class Protocol:
 WHOLE = Protocol()  # one forward pass of the batch as it is
 
 
+class ProtocolModel(torch.nn.Module):
+    """`model` under `protocol`, as a module (what the cost measurement times for one full image)."""
+
+    def __init__(self, model: torch.nn.Module, protocol: Protocol) -> None:
+        super().__init__()
+        self.model = model
+        self.protocol = protocol
+
+    def forward(self, images: Tensor) -> Tensor:
+        return protocol_logits(self.model, images, self.protocol)
+
+
 def protocol_logits(model: Forward, images: Tensor, protocol: Protocol) -> Tensor:
     """Logits [B, C, H, W] of `images` [B, 3, H, W] under `protocol` (log-probabilities under TTA)."""
     def single(batch: Tensor) -> Tensor:

@@ -26,6 +26,7 @@ from segbench.cell.data import loader_settings
 from segbench.cell.distributed import SINGLE, Dist
 from segbench.cell.evaluate import EvaluationResult, evaluate_model
 from segbench.cell.examples import sample_id, save_examples
+from segbench.cell.inference import ProtocolModel
 from segbench.cell.loop import CHECK_EVERY, Diverged, Emit, StepSetup, train_epoch
 from segbench.cell.selection import RULE_BEST, offer
 from segbench.cell.state import TrainState, rng_state, save_train_state
@@ -154,8 +155,11 @@ def record_parts(cell: Cell, cell_dir: Path, device: torch.device, run: Training
     per_image = [{**row, "sample_id": sample_id(data.val_set, row["index"])} for row in final.per_image]
     counts = save_per_image_counts(cell_dir, final, [row["sample_id"] for row in per_image])
     examples = save_examples(model, data.val_set, per_image, cell_dir, device, run.autocast) if keep else []
-    cost = (cell_cost(model, cell, (3, *data.eval_shape), device, train_batch_size=run.rank_batch)
-            if cell.measure.enabled else {"params": count_params(model)})
+    protocol = data.protocol
+    timed_protocol = ((ProtocolModel(model, protocol), protocol.describe())
+                      if protocol.mode == "slide" or protocol.tta else None)
+    cost = (cell_cost(model, cell, (3, *data.eval_shape), device, train_batch_size=run.rank_batch,
+                      protocol=timed_protocol) if cell.measure.enabled else {"params": count_params(model)})
     run.state_path.unlink(missing_ok=True)
     median_step = float(np.median(state.step_times)) if state.step_times else None
     images_per_s = run.batch_size / median_step if median_step else None

@@ -106,6 +106,19 @@ def time_forward(
     return times, warmup
 
 
+def protocol_latency(forward: nn.Module, input_shape: tuple[int, int, int], device: torch.device,
+                     settings: MeasureConfig, precision: str, description: str) -> dict[str, Any]:
+    """Batch-1 latency of one full evaluation input under the evaluation protocol (sliding windows, TTA passes):
+    `forward` is the model wrapped in it. Half the latency budget (when there is one), at least the grid's warm-up
+    and iterations."""
+    example = torch.randn(1, *input_shape, device=device)
+    budget = settings.budget_s / 2 if settings.budget_s else None
+    (times,), warmup = time_forward([(forward, example)], device, settings.warmup, settings.iters,
+                                    AUTOCAST_DTYPES[precision], budget)
+    return {"input_shape": [1, *input_shape], "warmup": warmup, "description": description,
+            **latency_stats(times, 1)}
+
+
 def reference_model(device: torch.device, memory_format: torch.memory_format = torch.contiguous_format) -> nn.Module:
     """The reference workload: timm's ResNet-18 as a feature extractor (no global pooling, no classifier), weights
     seeded with 0, so it is the same everywhere. It replaced a fixed 3x3 conv stack whose time alone jumped between

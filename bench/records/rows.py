@@ -172,6 +172,7 @@ def _cost(record: Record) -> dict[str, Any]:
         "latency_n": single.n,
         "batch_n": batched.batch_size,
         "batch_n_latency_ms_p50": batched.latency_ms_p50,
+        "protocol_latency_ms_p50": latency.protocol.latency_ms_p50 if latency.protocol else None,
         "train_images_per_s": timing.train_images_per_s,
         "epoch_time_s_mean": float(np.mean(epochs)) if epochs else None,
         "torchinfo_estimate_bytes": memory.estimate.forward_backward_bytes if memory.estimate else None,

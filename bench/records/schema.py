@@ -501,6 +501,7 @@ class Latency(Part):
     latency_ratio: float | None = None
     latency_ratio_method: str | None = None
     stability: Stability | None = None
+    protocol: LatencyStats | None = None  # one full image under a slide or TTA evaluation protocol (issue 22)
     error: str | None = None
 
 
