@@ -183,3 +183,18 @@ def test_the_servers_folder_is_private_and_removed(server):
     assert folder.stat().st_mode & 0o077 == 0
     server.close()
     assert not folder.exists()
+
+
+def test_a_server_that_died_is_replaced_by_a_new_process_with_a_warning(server, modules, capfd):
+    import tempfile
+
+    modules("hello", "print('hello')")
+    server._process.kill()
+    server._process.wait()
+    with tempfile.TemporaryFile() as out:
+        process = forkserver.start_module("hello", [], env=dict(os.environ), stdout=out.fileno(), stderr=2,
+                                          server=server)
+        assert isinstance(process, subprocess.Popen) and process.wait(timeout=60) == 0
+        out.seek(0)
+        assert out.read() == b"hello\n"
+    assert "the fork server stopped serving" in capfd.readouterr().err
