@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 from PIL import Image
@@ -54,21 +54,50 @@ class SyntheticParams(DatasetParams):
     height: int = Field(96, ge=32, le=2048, description="an integer image height in pixels from 32 to 2048")
     width: int = Field(192, ge=32, le=4096, description="an integer image width in pixels from 32 to 4096")
     seed: int = Field(0, ge=0, lt=2**63, description="a non-negative integer seed")
+    domain: Literal["day", "dusk", "fog", "night"] = Field(
+        "day", description="the lighting the scenes are photographed in: day, dusk, fog or night")
     root: Path | None = Field(None, description="a folder to write the scenes to (default: inside the cache folder)")
 
     def content_key(self) -> str:
         """Short hash of everything that decides the generated files (not where they are written)."""
-        content = self.model_dump(exclude={"root"}) | {"generator": GENERATOR_VERSION}
+        # The default domain stays out of the key, so scenes written before domains existed are still found.
+        exclude = {"root"} | ({"domain"} if self.domain == DEFAULT_DOMAIN else set())
+        content = self.model_dump(exclude=exclude) | {"generator": GENERATOR_VERSION}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def render_files(root: Path, split: str, indices: list[int], seed: int, height: int, width: int) -> None:
+DEFAULT_DOMAIN = "day"
+
+
+def photograph(image: np.ndarray, domain: str, rng: np.random.Generator) -> np.ndarray:
+    """The rendered scene (uint8 RGB) as a camera sees it in `domain`; the labels do not change. day: as rendered;
+    dusk: 55 % of the light with a warm cast; fog: 55 % blended towards a light grey haze, thickest at the top of
+    the frame (the far end of the street); night: 30 % of the light with sensor noise (sd 6 grey levels)."""
+    if domain == DEFAULT_DOMAIN:
+        return image
+    pixels = image.astype(np.float32)
+    if domain == "dusk":
+        pixels = pixels * 0.55 + np.array([14.0, 2.0, -10.0], dtype=np.float32)
+    elif domain == "fog":
+        height = image.shape[0]
+        weight = 0.55 * (1.0 - 0.5 * np.arange(height, dtype=np.float32) / max(height - 1, 1))[:, None, None]
+        pixels = pixels * (1.0 - weight) + 200.0 * weight
+    elif domain == "night":
+        pixels = pixels * 0.3 + rng.normal(0.0, 6.0, size=pixels.shape).astype(np.float32)
+    else:
+        raise ValueError(f"unknown domain {domain!r}")
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def render_files(root: Path, split: str, indices: list[int], seed: int, height: int, width: int,
+                 domain: str = DEFAULT_DOMAIN) -> None:
     """Render images `indices` of `split` into a Cityscapes-format folder (runs in worker processes)."""
     image_dir = root / "leftImg8bit" / split / CITY
     label_dir = root / "gtFine" / split / CITY
     for index in indices:
         rng = np.random.default_rng([seed, SPLIT_CODES[split], index])
         image, label_ids = render_scene(rng, height, width)
+        image = photograph(image, domain, rng)
         stem = f"{CITY}_000000_{index:06d}"
         Image.fromarray(image).save(image_dir / f"{stem}{IMAGE_SUFFIX}", compress_level=1)
         Image.fromarray(label_ids).save(label_dir / f"{stem}{LABEL_IDS_SUFFIX}", compress_level=1)
@@ -91,7 +120,8 @@ def generate(root: Path, params: SyntheticParams, workers: int | None = None) ->
     helpers = []
     try:
         for worker in range(1, workers):
-            job = {"root": str(root), "seed": params.seed, "height": params.height, "width": params.width}
+            job = {"root": str(root), "seed": params.seed, "height": params.height, "width": params.width,
+                   "domain": params.domain}
             job["tasks"] = tasks[worker::workers]
             process = subprocess.Popen(
                 [sys.executable, "-m", "segbench.datasets.streets.render_worker"],
@@ -104,7 +134,7 @@ def generate(root: Path, params: SyntheticParams, workers: int | None = None) ->
             process.stdin.close()
             helpers.append(process)
         for split, index in tasks[0::workers]:
-            render_files(root, split, [index], params.seed, params.height, params.width)
+            render_files(root, split, [index], params.seed, params.height, params.width, params.domain)
         for process in helpers:
             errors = process.stderr.read()
             if process.wait() != 0:

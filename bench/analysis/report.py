@@ -147,6 +147,7 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[Record]) ->
                                        writer.figures_dir / f"{slug}-examples.png", name)
     writer.figure(examples, "best and worst val images")
     _calibration_section(writer, slug, name, records)
+    _domains_section(writer, slug, records)
     writer.add("### Training curves")
     writer.figure(figures.training_curves_figure(records, writer.figures_dir / f"{slug}-training.png", name),
                   "training loss and val mIoU per epoch")
@@ -195,6 +196,18 @@ def protocol_text(records: list[Record]) -> str:
     text = "; ".join(protocols)
     note = f" {RESIZE_NOTE}" if "resize" in protocols.values() else ""
     return f"Evaluation protocol: {text}.{note}"
+
+
+def _domains_section(writer: ReportWriter, slug: str, records: list[Record]) -> None:
+    """The cells on their further evaluation datasets (eval.datasets), against their own split."""
+    evaluated = [record for record in records if record.domains]
+    if not evaluated:
+        return
+    writer.add("### Other domains",
+               "The selected weights on the grid's further evaluation datasets (`eval.datasets`), under the same "
+               "protocol, their labels mapped onto the training classes by class name (classes without a "
+               "counterpart ignored). Gap: mIoU there minus mIoU on the cell's own split, in points.")
+    writer.table(tables.domains_frame(evaluated), tables.DOMAINS, f"domains-{slug}.csv")
 
 
 def _calibration_section(writer: ReportWriter, slug: str, name: str, records: list[Record]) -> None:

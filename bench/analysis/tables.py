@@ -74,6 +74,28 @@ LEADERBOARD: dict[str, Column] = {
     **{key: metric_column(key) for key in LEADERBOARD_CSV[4:-1] if key != "iterations_to_90pct"}, "budget": BUDGET}
 
 
+DOMAINS: dict[str, Column] = {
+    "cell": CELL, "dataset": Column("evaluated on", str), "images": Column("images", fixed(0)),
+    "classes_mapped": Column("classes mapped", fixed(0)), "own_miou": Column("mIoU on its own split %", PERCENT),
+    "miou": Column("mIoU there %", PERCENT, +1), "gap": Column("gap (points)", fixed(2, 0.01)),
+    "pixel_accuracy": Column("pixel acc there %", PERCENT, +1)}
+
+
+def domains_frame(records: list[Record]) -> pd.DataFrame:
+    """One row per cell and further dataset (eval.datasets): its mIoU there against its own split's, best own mIoU
+    first; gap = there - own (negative: worse)."""
+    rows = []
+    for record in sorted(records, key=lambda r: -(r.metrics.miou or -1) if r.metrics else 1):
+        own = record.metrics.miou if record.metrics else None
+        for entry in record.domains or []:
+            there = entry.metrics.miou if entry.metrics else None
+            rows.append({"cell": record_row(record)["label"], "dataset": f"{entry.dataset} ({entry.split})",
+                         "images": entry.images, "classes_mapped": entry.classes_mapped, "own_miou": own,
+                         "miou": there, "gap": None if own is None or there is None else there - own,
+                         "pixel_accuracy": entry.metrics.pixel_accuracy if entry.metrics else None})
+    return pd.DataFrame(rows, columns=list(DOMAINS))
+
+
 CALIBRATION: dict[str, Column] = {"cell": CELL, "miou": metric_column("miou"),
                                   "boundary_miou": metric_column("boundary_miou"), "ece": metric_column("ece")}
 

@@ -24,6 +24,7 @@ from segbench import faults
 from segbench.atomic import atomic_torch_save, atomic_write_bytes
 from segbench.cell.data import loader_settings
 from segbench.cell.distributed import SINGLE, Dist
+from segbench.cell.domains import evaluate_domains
 from segbench.cell.evaluate import EvaluationResult, evaluate_model
 from segbench.cell.examples import sample_id, save_examples
 from segbench.cell.inference import ProtocolModel
@@ -83,7 +84,7 @@ def train_and_evaluate(
     dist.leave()  # the cell's last collective is done
     if not dist.is_main:
         return None
-    return record_parts(cell, cell_dir, device, run, selected, dist, started)
+    return record_parts(cell, cell_dir, device, run, selected, dist, started, cache_dir)
 
 
 def run_epochs(cell: Cell, run: TrainingRun, device: torch.device, emit: Emit, dist: Dist) -> Selected:
@@ -140,10 +141,10 @@ def run_epochs(cell: Cell, run: TrainingRun, device: torch.device, emit: Emit, d
 
 
 def record_parts(cell: Cell, cell_dir: Path, device: torch.device, run: TrainingRun, selected: Selected, dist: Dist,
-                 started: float) -> dict[str, Any]:
+                 started: float, cache_dir: Path | None = None) -> dict[str, Any]:
     """Rank 0's record parts (see train_and_evaluate), after writing the selected weights, the per-image counts and
-    the examples in `cell_dir`, measuring the cost and removing the resumable state; `started`: perf_counter time
-    at the start of the cell."""
+    the examples in `cell_dir`, evaluating the further datasets (eval.datasets), measuring the cost and removing
+    the resumable state; `started`: perf_counter time at the start of the cell."""
     data, state, step, final, model = run.data, run.state, run.step, selected.final, run.model
     if dist.enabled:  # rank 0 goes on alone: examples and cost with the cell's threads, on a plain copy of the
         dist.take_cell_threads()  # model (no DDP hooks, no SyncBatchNorm, which needs every rank)
@@ -156,6 +157,8 @@ def record_parts(cell: Cell, cell_dir: Path, device: torch.device, run: Training
     counts = save_per_image_counts(cell_dir, final, [row["sample_id"] for row in per_image])
     examples = save_examples(model, data.val_set, per_image, cell_dir, device, run.autocast) if keep else []
     protocol = data.protocol
+    domains = (evaluate_domains(model, cell, data.info, protocol, device, run.autocast, cache_dir)
+               if keep and cell.eval.datasets else None)
     timed_protocol = ((ProtocolModel(model, protocol), protocol.describe())
                       if protocol.mode == "slide" or protocol.tta else None)
     cost = (cell_cost(model, cell, (3, *data.eval_shape), device, train_batch_size=run.rank_batch,
@@ -173,6 +176,7 @@ def record_parts(cell: Cell, cell_dir: Path, device: torch.device, run: Training
                     "num_select": None if data.select_set is None else len(data.select_set)},
         "metrics": final.metrics,
         "intervals": {"miou": miou_interval(final)},
+        **({"domains": domains} if domains is not None else {}),
         **({"calibration": final.calibration.compute()} if final.calibration is not None else {}),
         **({"boundary": final.boundary.compute()} if final.boundary is not None else {}),
         "confusion_matrix": final.matrix.tolist(),

@@ -83,7 +83,7 @@ def save_resolved_grid(grid: GridConfig, results: Path) -> Path:
 def prepare_datasets(grid: GridConfig, cache_dir: Path) -> None:
     from segbench.datasets import parse_dataset_params, prepare_dataset
 
-    for dataset in grid.datasets:
+    for dataset in (*grid.datasets, *grid.eval.datasets):  # the further evaluation datasets too
         prepare_dataset(dataset.name, parse_dataset_params(dataset.name, dataset.params), cache_dir)
 
 

@@ -120,7 +120,7 @@ def _check_names(grid: GridConfig, source: str) -> None:
         for encoder in grid.encoders:
             if encoder != "native":
                 validate_encoder(encoder)
-        for dataset in grid.datasets:
+        for dataset in (*grid.datasets, *grid.eval.datasets):
             parse_dataset_params(dataset.name, dataset.params)
     except SegbenchError as exc:
         raise type(exc)(f"{source}: {exc}") from None

@@ -144,6 +144,14 @@ def resolve_sync_bn(setting: bool | str, backend: str) -> bool:
         return False
     return setting in (True, "auto")
 
+class EvalDataset(DatasetSpec):
+    """A further dataset a cell is evaluated on once trained (another domain, city or camera): its split, and its
+    labels mapped onto the training classes by class name, classes without a counterpart ignored
+    (segbench.cell.domains)."""
+
+    split: str = "val"
+
+
 class TTAConfig(Frozen):
     """Test-time augmentation: softmax probabilities averaged over image scales and, with flip, mirrored images."""
 
@@ -163,11 +171,27 @@ class EvalConfig(Frozen):
     crop: tuple[PositiveInt, PositiveInt] | None = None
     stride: tuple[PositiveInt, PositiveInt] | None = None
     tta: TTAConfig | None = None
+    datasets: tuple[EvalDataset, ...] = ()  # evaluated after training, beside the cell's own split
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _dataset_names(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
     # Which weights are reported (segbench.cell.selection): the final model, or the best on a selection split that
     # is never the reported one (another split of the dataset, or a seeded holdout carved out of the training split).
     select: Literal["last", "best"] = "last"
     select_split: SafeName | None = None
     holdout: float | None = Field(None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _distinct_datasets(self) -> EvalConfig:
+        keys = [f"{d.key}/{d.split}" for d in self.datasets]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise ValueError(f"eval.datasets lists '{repeated[0]}' twice; give each entry a distinct 'id'")
+        return self
 
     @property
     def protocol_mode(self) -> str:

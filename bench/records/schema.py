@@ -295,6 +295,30 @@ class Boundary(Part):
     method: str | None = None
 
 
+class DomainMetrics(Part):
+    miou: float | None = None
+    pixel_accuracy: float | None = None
+    mdice: float | None = None
+    num_pixels: int | None = None
+    per_class_iou: list[float | None] = Field(default_factory=list)
+
+
+class DomainEvaluation(Part):
+    """The selected weights on a further dataset of eval.datasets (segbench.cell.domains)."""
+
+    dataset: str
+    name: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    split: str | None = None
+    images: int | None = None
+    classes_mapped: int | None = None
+    unmapped_classes: list[str] = Field(default_factory=list)
+    metrics: DomainMetrics | None = None
+    confusion_matrix: list[list[int]] | None = None
+    seconds: float | None = None
+    method: str | None = None
+
+
 class Interval(Part):
     low: float | None = None
     high: float | None = None
@@ -615,6 +639,7 @@ class Record(Part):
     dataset: DatasetInfo | None = None
     metrics: Metrics | None = None
     intervals: dict[str, Interval] | None = None
+    domains: list[DomainEvaluation] | None = None  # eval.datasets (issue 22)
     calibration: Calibration | None = None  # records of finished cells from issue 22 on
     boundary: Boundary | None = None
     confusion_matrix: list[list[int]] | None = None

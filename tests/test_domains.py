@@ -1,0 +1,84 @@
+"""Cross-domain evaluation: the built-in scenes' `domain` (day, dusk, fog, night), `eval.datasets` with labels mapped by
+class name (segbench/cell/domains.py), and the record and report they give."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from segbench.cell.domains import class_table
+from segbench.datasets.synthetic import GENERATOR_VERSION, SyntheticParams, photograph
+from segbench.grid.schema import EvalConfig
+
+
+def test_the_default_domain_keeps_the_scenes_cache_key():
+    """Scenes rendered before domains existed are found again: the key of a day grid hashes what it hashed then."""
+    params = SyntheticParams(n_train=8, n_val=4, height=64, width=128, seed=5)
+    before = params.model_dump(exclude={"root", "domain"}) | {"generator": GENERATOR_VERSION}
+    assert params.content_key() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:10]
+    assert SyntheticParams(domain="fog").content_key() != SyntheticParams().content_key()
+
+
+@pytest.mark.parametrize("domain", ["dusk", "fog", "night"])
+def test_a_domain_changes_the_light_not_the_scene(domain):
+    image = np.random.default_rng(0).integers(0, 256, size=(32, 48, 3), dtype=np.uint8)
+    shot = photograph(image, domain, np.random.default_rng(1))
+    assert shot.shape == image.shape and shot.dtype == np.uint8
+    assert np.abs(shot.astype(int) - image.astype(int)).mean() > 4
+    assert np.array_equal(photograph(image, domain, np.random.default_rng(1)), shot)  # seeded: reruns are equal
+    assert np.array_equal(photograph(image, "day", np.random.default_rng(1)), image)
+    if domain != "fog":
+        assert shot.mean() < image.mean()  # less light
+    else:
+        assert shot[0].std() < image[0].std()  # the haze is thickest at the top
+
+
+def test_labels_are_mapped_by_class_name_and_the_rest_ignored():
+    table, matched = class_table(["sky", "building", "void", "car", "tree"], 2, ["road", "building", "sky", "car"],
+                                 255)
+    assert matched == ["sky", "building", "car"]
+    assert table[[0, 1, 2, 3, 4, 255]].tolist() == [2, 1, 255, 3, 255, 255]
+
+
+def test_eval_datasets_are_named_and_distinct():
+    config = EvalConfig.model_validate({"datasets": ["synthetic", {"name": "synthetic", "id": "fog",
+                                                                     "params": {"domain": "fog"}}]})
+    assert [d.key for d in config.datasets] == ["synthetic", "fog"] and config.datasets[0].split == "val"
+    with pytest.raises(ValueError, match="lists 'synthetic/val' twice"):
+        EvalConfig.model_validate({"datasets": ["synthetic", "synthetic"]})
+
+
+@pytest.mark.slow
+def test_a_cell_is_evaluated_on_its_own_split_again_and_on_another_domain(tmp_path):
+    """eval.datasets naming the cell's own dataset and split reproduces its confusion matrix exactly (the map is the
+    identity for the same classes); a fog domain of the same scenes is evaluated beside it, and the report shows
+    both with their gap."""
+    from typer.testing import CliRunner
+
+    from segbench.analysis.report import write_report
+    from segbench.cli import app
+
+    from support.grids import read_records, tiny_grid, write_grid
+
+    document = tiny_grid(train={"epochs": 1})
+    params = document["datasets"][0]["params"]
+    document["eval"]["datasets"] = [{"name": "synthetic", "id": "same", "params": params},
+                                    {"name": "synthetic", "id": "fog", "params": {**params, "domain": "fog"}}]
+    grid = write_grid(tmp_path / "grid.yaml", document)
+    results = tmp_path / "results"
+    outcome = CliRunner().invoke(app, ["run", str(grid), "--results", str(results), "--device", "cpu"])
+    assert outcome.exit_code == 0, outcome.output
+    ((_, record),) = read_records(results).items()
+    assert record["status"] == "ok", record.get("error")
+    same, fog = record["domains"]
+    assert same["confusion_matrix"] == record["confusion_matrix"] and same["classes_mapped"] == 19
+    assert same["metrics"]["miou"] == pytest.approx(record["metrics"]["miou"], abs=1e-12)
+    assert fog["dataset"] == "fog" and fog["images"] == record["dataset"]["num_val"]
+    assert sum(map(sum, fog["confusion_matrix"])) == fog["metrics"]["num_pixels"] > 0
+    text = write_report(results, tmp_path / "report").read_text()
+    assert "### Other domains" in text and "fog (val)" in text
+    assert torch.tensor(fog["confusion_matrix"]).shape == (19, 19)
