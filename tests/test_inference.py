@@ -121,16 +121,14 @@ def test_cells_without_a_protocol_keep_their_ids_and_a_protocol_changes_them():
 def test_a_cell_evaluated_by_sliding_windows_with_tta_records_what_its_checkpoint_gives(tmp_path):
     """End to end: a cell with eval.mode slide and TTA trains, and its checkpoint evaluated under the same protocol
     reproduces the recorded confusion matrix; its saved grid names the protocol."""
-    from torch.utils.data import DataLoader
     from typer.testing import CliRunner
 
-    from segbench.cell.data import dataset_info, make_datasets
-    from segbench.cell.evaluate import evaluate_model
+    from segbench.cell.data import make_datasets
     from segbench.cli import app
     from segbench.grid.cells import Cell
-    from segbench.models import MODELS, build_model
-    from segbench.records.paths import CHECKPOINT_FILE
+    from segbench.models import MODELS
 
+    from support.checkpoints import evaluate_checkpoint
     from support.grids import read_records, tiny_grid, write_grid
 
     document = tiny_grid(train={"iterations": 2, "epochs": None},
@@ -148,16 +146,6 @@ def test_a_cell_evaluated_by_sliding_windows_with_tta_records_what_its_checkpoin
     assert timed["description"].startswith("sliding window 64x64, stride 32x32; TTA") and timed["n"] == 2
     assert timed["input_shape"] == [1, 3, 64, 128] and timed["latency_ms_p50"] > 0
     cell = Cell.model_validate(record["config"])
-    pad_multiple = MODELS.get(cell.model).pad_multiple
-    _, val_set = make_datasets(cell, pad_multiple, None)
-    info = dataset_info(val_set)
-    model = build_model(cell.model, encoder=cell.encoder, classes=info.num_classes, encoder_weights=None)
-    model.load_state_dict(torch.load(results / "cells" / cell_id / CHECKPOINT_FILE, weights_only=True))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(record["execution"]["threads"])
-    try:
-        again = evaluate_model(model, DataLoader(val_set, batch_size=cell.eval.batch_size), info, torch.device("cpu"),
-                               torch.no_grad(), protocol=Protocol.of(cell.eval, pad_multiple))
-    finally:
-        torch.set_num_threads(threads)
+    _, val_set = make_datasets(cell, MODELS.get(cell.model).pad_multiple, None)
+    again = evaluate_checkpoint(results / "cells" / cell_id, record, val_set)
     assert again.matrix.tolist() == record["confusion_matrix"]

@@ -208,6 +208,36 @@ def training_curves_figure(records: list[Record], path: Path, title: str) -> Pat
     return _save(figure, path)
 
 
+def severity_figure(records: list[Record], path: Path, title: str) -> Path | None:
+    """mIoU against corruption severity, one panel per corruption, one line per cell (severity 0: clean)."""
+    corrupted = [record for record in records if record.corruptions and record.corruptions.results]
+    if not corrupted:
+        return None
+    names = corrupted[0].corruptions.names
+    columns = min(4, len(names))
+    rows = math.ceil(len(names) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False, sharey=True)
+    colours = plt.get_cmap("tab10" if len(corrupted) <= 10 else "tab20")
+    for axis, corruption in zip(axes.flat, names, strict=False):
+        for index, record in enumerate(corrupted):
+            part = record.corruptions
+            points = [(0, part.clean_miou)] + [(r.severity, r.miou) for r in part.results if r.name == corruption]
+            points = [(x, 100 * y) for x, y in points if y is not None]
+            axis.plot(*zip(*points, strict=True), "-o", ms=3, color=colours(index % colours.N),
+                      label=_label(record))
+        axis.set(title=corruption.replace("_", " "), xlabel="severity (0: clean)")
+        axis.grid(alpha=0.3)
+    for axis in axes.flat[len(names):]:
+        axis.axis("off")
+    for axis in axes[:, 0]:
+        axis.set_ylabel("mIoU (%)")
+    figure.legend(*axes.flat[0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                  ncol=min(4, len(corrupted)), fontsize=8)
+    figure.suptitle(f"{title}: robustness to corruptions")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
 def reliability_figure(records: list[Record], path: Path, title: str) -> Path | None:
     """Reliability diagram: per confidence bin, pixel accuracy against mean confidence, one line per cell with a
     calibration part (None when no cell has one); the diagonal is perfect calibration."""

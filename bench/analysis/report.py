@@ -148,6 +148,7 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[Record]) ->
     writer.figure(examples, "best and worst val images")
     _calibration_section(writer, slug, name, records)
     _domains_section(writer, slug, records)
+    _robustness_section(writer, slug, name, records)
     writer.add("### Training curves")
     writer.figure(figures.training_curves_figure(records, writer.figures_dir / f"{slug}-training.png", name),
                   "training loss and val mIoU per epoch")
@@ -196,6 +197,28 @@ def protocol_text(records: list[Record]) -> str:
     text = "; ".join(protocols)
     note = f" {RESIZE_NOTE}" if "resize" in protocols.values() else ""
     return f"Evaluation protocol: {text}.{note}"
+
+
+def _robustness_section(writer: ReportWriter, slug: str, name: str, records: list[Record]) -> None:
+    """The cells under weather and sensor corruptions (eval.corruptions)."""
+    corrupted = [record for record in records if record.corruptions]
+    if not corrupted:
+        return
+    part = corrupted[0].corruptions
+    writer.add("### Robustness",
+               f"The selected weights on the first {part.images} images of the reported split, each corrupted at "
+               f"severities {', '.join(map(str, part.severities))} (Hendrycks & Dietterich 2019 definitions, "
+               "docs/metrics.md), under the cell's protocol. Mean corrupted mIoU: over severities, then "
+               "corruptions; relative robustness: that over the clean mIoU of the same images.")
+    writer.table(tables.robustness_frame(corrupted), tables.ROBUSTNESS, f"robustness-{slug}.csv")
+    per_corruption = tables.corruption_frame(corrupted)
+    percent = {column: tables.Column(column, fixed(1, 0.01)) for column in per_corruption.columns}
+    writer.add("mIoU (%) per corruption, mean over severities:",
+               tables.markdown_table(per_corruption.reset_index(),
+                                     {"cell": tables.Column("cell", str), **percent}))
+    writer.add(f"CSV: {writer.csv(per_corruption, f'corruptions-{slug}.csv')}")
+    writer.figure(figures.severity_figure(corrupted, writer.figures_dir / f"{slug}-corruptions.png", name),
+                  "mIoU against severity per corruption")
 
 
 def _domains_section(writer: ReportWriter, slug: str, records: list[Record]) -> None:

@@ -96,6 +96,34 @@ def domains_frame(records: list[Record]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(DOMAINS))
 
 
+ROBUSTNESS: dict[str, Column] = {
+    "cell": CELL, "images": Column("images", fixed(0)), "clean_miou": Column("clean mIoU %", PERCENT, +1),
+    "mean_corrupted_miou": Column("mean corrupted mIoU %", PERCENT, +1),
+    "relative_robustness": Column("relative robustness %", PERCENT, +1), "worst": Column("worst corruption", str),
+    "worst_miou": Column("its mIoU %", PERCENT)}
+
+
+def robustness_frame(records: list[Record]) -> pd.DataFrame:
+    """One row per cell evaluated under corruptions, most robust (mean corrupted mIoU) first."""
+    rows = []
+    for record in records:
+        part = record.corruptions
+        if part is None:
+            continue
+        rows.append({"cell": record_row(record)["label"], "images": part.images, "clean_miou": part.clean_miou,
+                     "mean_corrupted_miou": part.mean_corrupted_miou,
+                     "relative_robustness": part.relative_robustness, "worst": part.worst,
+                     "worst_miou": part.per_corruption.get(part.worst) if part.worst else None})
+    frame = pd.DataFrame(rows, columns=list(ROBUSTNESS))
+    return frame.sort_values("mean_corrupted_miou", ascending=False, na_position="last", ignore_index=True)
+
+
+def corruption_frame(records: list[Record]) -> pd.DataFrame:
+    """mIoU per cell (rows) and corruption (columns), averaged over the severities."""
+    return pd.DataFrame({record_row(record)["label"]: record.corruptions.per_corruption
+                         for record in records if record.corruptions}).T.rename_axis("cell")
+
+
 CALIBRATION: dict[str, Column] = {"cell": CELL, "miou": metric_column("miou"),
                                   "boundary_miou": metric_column("boundary_miou"), "ece": metric_column("ece")}
 

@@ -29,6 +29,7 @@ from segbench.cell.evaluate import EvaluationResult, evaluate_model
 from segbench.cell.examples import sample_id, save_examples
 from segbench.cell.inference import ProtocolModel
 from segbench.cell.loop import CHECK_EVERY, Diverged, Emit, StepSetup, train_epoch
+from segbench.cell.robustness import evaluate_corruptions
 from segbench.cell.selection import RULE_BEST, offer
 from segbench.cell.state import TrainState, rng_state, save_train_state
 from segbench.cell.training_setup import CellData, TrainingRun, set_up_training
@@ -159,6 +160,8 @@ def record_parts(cell: Cell, cell_dir: Path, device: torch.device, run: Training
     protocol = data.protocol
     domains = (evaluate_domains(model, cell, data.info, protocol, device, run.autocast, cache_dir)
                if keep and cell.eval.datasets else None)
+    corruptions = (evaluate_corruptions(model, cell, data.info, protocol, device, run.autocast, cache_dir)
+                   if keep and cell.eval.corruptions is not None else None)
     timed_protocol = ((ProtocolModel(model, protocol), protocol.describe())
                       if protocol.mode == "slide" or protocol.tta else None)
     cost = (cell_cost(model, cell, (3, *data.eval_shape), device, train_batch_size=run.rank_batch,
@@ -177,6 +180,7 @@ def record_parts(cell: Cell, cell_dir: Path, device: torch.device, run: Training
         "metrics": final.metrics,
         "intervals": {"miou": miou_interval(final)},
         **({"domains": domains} if domains is not None else {}),
+        **({"corruptions": corruptions} if corruptions is not None else {}),
         **({"calibration": final.calibration.compute()} if final.calibration is not None else {}),
         **({"boundary": final.boundary.compute()} if final.boundary is not None else {}),
         "confusion_matrix": final.matrix.tolist(),

@@ -36,7 +36,8 @@ NO_WEIGHTS = "none"  # segbench.models.pretrained.NO_WEIGHTS: random initialisat
 SAFE_ID = re.compile(r"^[A-Za-z0-9._+-]+$")
 # Keys added after benchmark-semantics version 2 enter the resolved configuration, and so the config hash, only
 # when set away from their default: the cells of existing results keep their ids, stay comparable and resume.
-LATE_KEYS = {"train": ("world_size", "sync_bn", "budget"), "eval": ("mode", "crop", "stride", "tta", "datasets")}
+LATE_KEYS = {"train": ("world_size", "sync_bn", "budget"),
+             "eval": ("mode", "crop", "stride", "tta", "datasets", "corruptions")}
 LATE_CELL_KEYS = ("weights", "trial")  # the same for keys of the cell itself
 
 

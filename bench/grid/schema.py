@@ -152,6 +152,35 @@ class EvalDataset(DatasetSpec):
     split: str = "val"
 
 
+class CorruptionsConfig(Frozen):
+    """Weather and sensor corruptions every trained cell is evaluated under (segbench.datasets.corruptions): names
+    (or `all`), severities 1-5, and the first max_images images of the reported split (all by default)."""
+
+    names: tuple[str, ...] | Literal["all"]
+    severities: tuple[int, ...] = Field((1, 2, 3, 4, 5), min_length=1)
+    max_images: int | None = Field(None, ge=1)
+
+    @field_validator("names")
+    @classmethod
+    def _known(cls, names: Any) -> Any:
+        from segbench.datasets.corruptions import CORRUPTIONS
+
+        if names == "all":
+            return tuple(CORRUPTIONS)
+        unknown = [name for name in names if name not in CORRUPTIONS]
+        if unknown or not names:
+            raise ValueError(f"eval.corruptions.names: {', '.join(unknown) or 'none given'} not known; use all or "
+                             f"some of {', '.join(CORRUPTIONS)}")
+        return names
+
+    @field_validator("severities")
+    @classmethod
+    def _levels(cls, severities: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 1 <= level <= 5 for level in severities) or len(set(severities)) != len(severities):
+            raise ValueError(f"eval.corruptions.severities {list(severities)} must be distinct levels from 1 to 5")
+        return severities
+
+
 class TTAConfig(Frozen):
     """Test-time augmentation: softmax probabilities averaged over image scales and, with flip, mirrored images."""
 
@@ -172,6 +201,7 @@ class EvalConfig(Frozen):
     stride: tuple[PositiveInt, PositiveInt] | None = None
     tta: TTAConfig | None = None
     datasets: tuple[EvalDataset, ...] = ()  # evaluated after training, beside the cell's own split
+    corruptions: CorruptionsConfig | None = None  # the reported split again, corrupted, after training
 
     @field_validator("datasets", mode="before")
     @classmethod

@@ -101,6 +101,8 @@ class EvalSettings(Part):
     crop: list[int] | None = None
     stride: list[int] | None = None
     tta: TTASettings | None = None
+    datasets: list[dict[str, Any]] | None = None
+    corruptions: dict[str, Any] | None = None
 
 
 class MeasureSettings(Part):
@@ -315,6 +317,29 @@ class DomainEvaluation(Part):
     unmapped_classes: list[str] = Field(default_factory=list)
     metrics: DomainMetrics | None = None
     confusion_matrix: list[list[int]] | None = None
+    seconds: float | None = None
+    method: str | None = None
+
+
+class CorruptionResult(Part):
+    name: str
+    severity: int
+    miou: float | None = None
+    pixel_accuracy: float | None = None
+
+
+class Corruptions(Part):
+    """The selected weights under eval.corruptions (segbench.cell.robustness)."""
+
+    names: list[str] = Field(default_factory=list)
+    severities: list[int] = Field(default_factory=list)
+    images: int | None = None
+    clean_miou: float | None = None
+    results: list[CorruptionResult] = Field(default_factory=list)
+    per_corruption: dict[str, float | None] = Field(default_factory=dict)
+    mean_corrupted_miou: float | None = None
+    worst: str | None = None
+    relative_robustness: float | None = None
     seconds: float | None = None
     method: str | None = None
 
@@ -640,6 +665,7 @@ class Record(Part):
     metrics: Metrics | None = None
     intervals: dict[str, Interval] | None = None
     domains: list[DomainEvaluation] | None = None  # eval.datasets (issue 22)
+    corruptions: Corruptions | None = None  # eval.corruptions (issue 22)
     calibration: Calibration | None = None  # records of finished cells from issue 22 on
     boundary: Boundary | None = None
     confusion_matrix: list[list[int]] | None = None

@@ -77,7 +77,7 @@ def test_default_world_size_and_sync_bn_leave_the_hash_as_it_was_and_other_value
     for later in ("weights", "trial"):  # later keys still (issue 21), also absent at their defaults
         before.pop(later, None)
     del before["train"]["budget"]
-    for later in ("mode", "crop", "stride", "tta", "datasets"):  # issue 22's eval keys, absent at their defaults
+    for later in ("mode", "crop", "stride", "tta", "datasets", "corruptions"):  # issue 22: absent at defaults
         del before["eval"][later]
     payload = json.dumps({"semantics_version": BENCH_SEMANTICS_VERSION, "cell": before}, sort_keys=True,
                          separators=(",", ":"))
