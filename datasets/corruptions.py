@@ -3,10 +3,14 @@
 Source of every definition and constant: Hendrycks & Dietterich, "Benchmarking Neural Network Robustness to Common
 Corruptions and Perturbations", ICLR 2019 (ImageNet-C), as packaged for images of any size by Michaelis et al.,
 "Benchmarking Robustness in Object Detection: Autonomous Driving when Winter is Coming", 2019 (the `imagecorruptions`
-package, 1.1.2); Kamann & Rother's Cityscapes-C uses the same. The code is written here: numpy, scipy and Pillow in
-place of scikit-image, OpenCV and Wand, which `imagecorruptions` needs and which fail under NumPy 2 for some
-corruptions (glass blur, Gaussian blur and fog). Not offered yet: defocus, glass, motion and zoom blur, snow, frost
-(image files), spatter and the elastic transform.
+package; constants checked against bethgelab/imagecorruptions, corruptions.py at commit 952dc3e, including its
+uint8 conversion, which truncates); Kamann & Rother's Cityscapes-C uses the same. The code is written here: numpy,
+scipy and Pillow in place of scikit-image, OpenCV and Wand, which `imagecorruptions` needs and which fail under
+NumPy 2 for some corruptions (glass blur, Gaussian blur and fog). Offered: 8 of the 15 "common" corruptions
+(gaussian, shot and impulse noise, fog, brightness, contrast, pixelate, JPEG compression) and 3 of the 4
+"validation" ones (speckle noise, gaussian blur, saturate). Not offered yet: defocus, glass, motion and zoom blur,
+snow, frost (image files), spatter and the elastic transform. The random draws come from numpy's Generator, not the
+package's global RandomState, so noisy corruptions match the package in distribution, not pixel for pixel.
 
 Every function maps a uint8 RGB image [H, W, 3] to one of the same shape, with `rng` the only source of randomness;
 `corrupt` seeds it from the caller's key, so a rerun produces the same pixels. `tests/test_corruptions.py` pins each
@@ -29,7 +33,8 @@ def _unit(image: np.ndarray) -> np.ndarray:
 
 
 def _uint8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(np.clip(x, 0.0, 1.0) * 255.0), 0, 255).astype(np.uint8)
+    """Back to uint8 as the package's `corrupt` does (`np.uint8` of the clipped values x 255: truncated)."""
+    return (np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def gaussian_noise(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -114,7 +119,7 @@ def pixelate(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     c = [0.6, 0.5, 0.4, 0.3, 0.25][severity - 1]
     height, width = image.shape[:2]
     small = Image.fromarray(image).resize((max(1, int(width * c)), max(1, int(height * c))), Image.BOX)
-    return np.asarray(small.resize((width, height), Image.BOX))
+    return np.asarray(small.resize((width, height), Image.NEAREST))
 
 
 def plasma_fractal(size: int, decay: float, rng: np.random.Generator) -> np.ndarray:
