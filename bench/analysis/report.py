@@ -213,8 +213,8 @@ def _robustness_section(writer: ReportWriter, slug: str, name: str, records: lis
     writer.table(tables.robustness_frame(corrupted), tables.ROBUSTNESS, f"robustness-{slug}.csv")
     per_corruption = tables.corruption_frame(corrupted)
     percent = {column: tables.Column(column, fixed(1, 0.01)) for column in per_corruption.columns}
-    writer.add("mIoU (%) per corruption, mean over severities:",
-               tables.markdown_table(per_corruption.reset_index(),
+    writer.add("mIoU (%) per corruption, mean over severities:")
+    writer.add(tables.markdown_table(per_corruption.reset_index(),
                                      {"cell": tables.Column("cell", str), **percent}))
     writer.add(f"CSV: {writer.csv(per_corruption, f'corruptions-{slug}.csv')}")
     writer.figure(figures.severity_figure(corrupted, writer.figures_dir / f"{slug}-corruptions.png", name),
