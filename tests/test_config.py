@@ -65,6 +65,9 @@ def test_hash_changes_with_any_setting_but_slug_does_not():
         ("losses", [{"name": "focal", "class_weights": "magic"}], "losses[0].class_weights"),
         ("seeds", [], "seeds"),
         ("train.crop", [64], "train.crop"),
+        ("eval.mode", "slide", "eval.mode: slide needs eval.crop"),
+        ("eval.corruptions", {"names": ["rain"]}, "rain not known"),
+        ("eval.datasets", [{"name": "synthetic", "params": {"domain": "snow"}}], "domain"),
     ],
 )
 def test_bad_values_name_the_key(path, value, expected):
@@ -117,6 +120,7 @@ def test_a_compute_budget_enters_the_hash_only_when_set():
         ("encoders", ["resnet43"], "did you mean 'resnet34'?"),
         ("losses", ["foca"], "did you mean 'focal'?"),
         ("datasets", [{"name": "cityscape", "params": {}}], "did you mean 'cityscapes'?"),
+        ("eval.datasets", [{"name": "cityscape", "params": {}}], "did you mean 'cityscapes'?"),
     ],
 )
 def test_unknown_names_suggest_the_closest(path, value, suggestion):

@@ -43,13 +43,16 @@ def modules(tmp_path, monkeypatch):
     return write
 
 
-def _run_on(server: ForkServer, module: str, args: list[str], env: dict[str, str], timeout: float):
+def _run_on(server: ForkServer, module: str, args: list[str], env: dict[str, str], timeout: float,
+            forked: bool = True):
+    """start_module through `server` to its end; forked: whether the server must have forked it (else it must
+    have fallen back to a new interpreter)."""
     import tempfile
 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = forkserver.start_module(module, args, env=env, stdout=out.fileno(), stderr=err.fileno(),
                                           server=server, name="segbench-test")
-        assert isinstance(process, ForkedProcess)
+        assert isinstance(process, ForkedProcess if forked else subprocess.Popen)
         code = process.wait(timeout=timeout)
         out.seek(0)
         err.seek(0)
@@ -145,14 +148,8 @@ def test_a_server_with_a_second_thread_refuses_and_a_fresh_process_starts_instea
     try:
         assert not refusing.ready(timeout=60)
         assert "2 threads were running after importing threaded" in refusing.problem
-        import tempfile
-
-        with tempfile.TemporaryFile() as out:
-            process = forkserver.start_module("hello", [], env=dict(os.environ), stdout=out.fileno(), stderr=2,
-                                              server=refusing)
-            assert isinstance(process, subprocess.Popen) and process.wait(timeout=60) == 0
-            out.seek(0)
-            assert out.read() == b"hello\n"
+        done = _run_on(refusing, "hello", [], dict(os.environ), 60, forked=False)
+        assert done.returncode == 0 and done.stdout == "hello\n"
     finally:
         refusing.close()
 
@@ -186,15 +183,9 @@ def test_the_servers_folder_is_private_and_removed(server):
 
 
 def test_a_server_that_died_is_replaced_by_a_new_process_with_a_warning(server, modules, capfd):
-    import tempfile
-
     modules("hello", "print('hello')")
     server._process.kill()
     server._process.wait()
-    with tempfile.TemporaryFile() as out:
-        process = forkserver.start_module("hello", [], env=dict(os.environ), stdout=out.fileno(), stderr=2,
-                                          server=server)
-        assert isinstance(process, subprocess.Popen) and process.wait(timeout=60) == 0
-        out.seek(0)
-        assert out.read() == b"hello\n"
+    done = _run_on(server, "hello", [], dict(os.environ), 60, forked=False)
+    assert done.returncode == 0 and done.stdout == "hello\n"
     assert "the fork server stopped serving" in capfd.readouterr().err
