@@ -144,8 +144,9 @@ def run_epochs(cell: Cell, run: TrainingRun, device: torch.device, emit: Emit, d
 def record_parts(cell: Cell, cell_dir: Path, device: torch.device, run: TrainingRun, selected: Selected, dist: Dist,
                  started: float, cache_dir: Path | None = None) -> dict[str, Any]:
     """Rank 0's record parts (see train_and_evaluate), after writing the selected weights, the per-image counts and
-    the examples in `cell_dir`, evaluating the further datasets (eval.datasets), measuring the cost and removing
-    the resumable state; `started`: perf_counter time at the start of the cell."""
+    the examples in `cell_dir`, evaluating the further datasets (eval.datasets, domains.py) and the corruptions
+    (eval.corruptions, robustness.py), measuring the cost and removing the resumable state; `started`:
+    perf_counter time at the start of the cell."""
     data, state, step, final, model = run.data, run.state, run.step, selected.final, run.model
     if dist.enabled:  # rank 0 goes on alone: examples and cost with the cell's threads, on a plain copy of the
         dist.take_cell_threads()  # model (no DDP hooks, no SyncBatchNorm, which needs every rank)
