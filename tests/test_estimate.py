@@ -65,3 +65,25 @@ def test_expected_time_line_on_the_cpu_only():
     short = expected_time([cell(iterations=1)], "cpu")
     assert short is not None and short.startswith("expected time: about ") and " s on a 2-core CPU" in short
     assert expected_time(cells, "cuda") is None and expected_time([], "cpu") is None
+
+
+def test_the_evaluations_after_training_are_counted_with_their_protocol(tmp_path):
+    """One pass over the val images per further dataset, per corruption and severity, plus the clean pass beside
+    the corruptions, each at EVAL_SHARE of a training step per pixel, times the protocol's windows and TTA passes."""
+    from segbench.datasets import parse_dataset_params, prepare_dataset
+    from segbench.execution.estimate import EVAL_SHARE, further_evaluation_seconds, further_evaluations
+
+    plain = cell()
+    prepare_dataset("synthetic", parse_dataset_params("synthetic", plain.dataset.params), tmp_path)
+    evaluation = EvalConfig.model_validate({"datasets": [{"name": "synthetic", "params": plain.dataset.params}],
+                                            "corruptions": {"names": ["fog", "brightness"], "severities": [1, 3]}})
+    evaluated = plain.model_copy(update={"eval": evaluation})
+    assert further_evaluations(plain) == 0 and further_evaluations(evaluated) == 1 + 2 * 2 + 1
+    one_pass = 2 * 32 * 64 * EVAL_SHARE * SECONDS_PER_PIXEL[("unet", "resnet18")]  # 2 val images of 32x64
+    assert further_evaluation_seconds(evaluated, tmp_path) == pytest.approx(6 * one_pass)
+    assert estimate_seconds([evaluated], tmp_path) == pytest.approx(estimate_seconds([plain], tmp_path) + 6 * one_pass)
+    slid = evaluated.model_copy(update={"eval": EvalConfig.model_validate({
+        **evaluation.model_dump(), "mode": "slide", "crop": [32, 32], "stride": [32, 16],
+        "tta": {"scales": [1.0, 0.5], "flip": True}})})
+    # 3 windows of 32x32 over 32x64 pixels (1.5x), TTA (1 + 0.25) x 2 passes: 3.75x the pixels
+    assert further_evaluation_seconds(slid, tmp_path) == pytest.approx(6 * one_pass * 1.5 * 2.5)

@@ -6,7 +6,9 @@ segbench's development machine, a 2-core x86 server CPU (2 PyTorch threads, fp32
 of 64x128 crops with the data loading of a real run; there U-Net/ResNet-18 takes 0.30-0.35 s per step at batch 8, a
 machine whose 0.70 s makes it about twice as slow. At batch 4 the optimizer's per-step cost still weighs, so larger
 batches come out a little long, and so do runs with several cells in flight (`--parallel`), whose single-threaded
-parts (start-up, evaluation) overlap. On a GPU nothing is estimated: speeds there differ by orders of magnitude.
+parts (start-up, evaluation) overlap. The evaluations after training (further datasets, corruptions) are counted
+per evaluated pixel, with the inference protocol's windows and TTA passes. On a GPU nothing is estimated: speeds
+there differ by orders of magnitude.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ FALLBACK_SECONDS_PER_PIXEL = max(SECONDS_PER_PIXEL.values())
 # panels and the MAC count; the latency budget and the memory probe (a fresh process on the CPU) come on top.
 CELL_OVERHEAD_S = 9.0
 MEMORY_PROBE_S = 8.0
+# The evaluations after training (eval.datasets, eval.corruptions: one pass over the images each): a forward pass
+# costs about a third of a training step per pixel; measured on the development CPU, grids/robustness.yaml's 13
+# corrupted evaluations of 60 scenes took U-Net/ResNet-18 2.6e-6 s per evaluated pixel against 6.9e-6 for training.
+EVAL_SHARE = 1 / 3
 SLOWER_MACHINES = "slower machines up to 2-3x"
 
 
@@ -49,6 +55,47 @@ def cell_seconds(cell: Cell, iterations: int) -> float:
     if cell.measure.enabled:
         measure_s = (cell.measure.budget_s or 0.0) + (MEMORY_PROBE_S if cell.measure.memory else 0.0)
     return CELL_OVERHEAD_S + train_s + measure_s
+
+
+def further_evaluations(cell: Cell) -> int:
+    """Passes over evaluation images after training: one per further dataset, and the clean one plus one per
+    corruption and severity."""
+    corruptions = cell.eval.corruptions
+    return len(cell.eval.datasets) + (len(corruptions.names) * len(corruptions.severities) + 1 if corruptions else 0)
+
+
+def protocol_factor(cell: Cell, height: int, width: int) -> float:
+    """Pixels the inference protocol pushes through the model per image pixel: overlapping windows, TTA passes."""
+    factor = 1.0
+    if cell.eval.protocol_mode == "slide":
+        (crop_h, crop_w), (stride_h, stride_w) = cell.eval.crop, cell.eval.stride
+        rows = max(height - crop_h + stride_h - 1, 0) // stride_h + 1
+        cols = max(width - crop_w + stride_w - 1, 0) // stride_w + 1
+        factor = rows * cols * min(crop_h, height) * min(crop_w, width) / (height * width)
+    if cell.eval.tta is not None:
+        factor *= sum(scale * scale for scale in cell.eval.tta.scales) * (2 if cell.eval.tta.flip else 1)
+    return factor
+
+
+def further_evaluation_seconds(cell: Cell, cache_dir: Path | None = None) -> float:
+    """Expected seconds of the evaluations after training (0 when there are none, or the split cannot be read)."""
+    passes = further_evaluations(cell)
+    if not passes:
+        return 0.0
+    try:
+        from segbench.datasets import build_dataset, parse_dataset_params
+
+        params = parse_dataset_params(cell.dataset.name, cell.dataset.params)
+        split = build_dataset(cell.dataset.name, params, cell.eval.split, None, cache_dir)
+        images = len(split)
+        size = cell.eval.size or tuple(split[0][1].shape[-2:])  # the first label's size
+    except Exception:  # an estimate is never worth failing a run for
+        return 0.0
+    limit = cell.eval.corruptions.max_images if cell.eval.corruptions else None
+    images = min(images, limit or cell.eval.max_images or images)
+    height, width = size
+    pixels = images * height * width * protocol_factor(cell, height, width)
+    return passes * pixels * EVAL_SHARE * seconds_per_pixel(cell.model, cell.encoder)
 
 
 def training_iterations(cell: Cell, cache_dir: Path | None = None) -> int | None:
@@ -79,7 +126,7 @@ def estimate_seconds(cells: Iterable[Cell], cache_dir: Path | None = None) -> fl
         iterations = training_iterations(cell, cache_dir)
         if iterations is None:
             return None
-        total += cell_seconds(cell, iterations)
+        total += cell_seconds(cell, iterations) + further_evaluation_seconds(cell, cache_dir)
     return total
 
 
