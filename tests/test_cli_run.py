@@ -86,6 +86,13 @@ def test_dry_run_lists_cells_and_writes_nothing(tmp_path: Path):
     assert outcome.exit_code == 0, outcome.output
     assert "4 cells" in outcome.output and "fpn__resnet18__focal__synthetic__s0" in outcome.output
     assert not results.exists()
+    # With a length known without reading the data, it prints the run's expected time on the CPU, as a run would.
+    counted = write_grid(tmp_path / "counted.yaml", {**TINY, "train": {**TINY["train"], "epochs": None,
+                                                                       "iterations": 4}})
+    outcome = CliRunner(env=WIDE).invoke(app, ["run", str(counted), "--results", str(results), "--dry-run",
+                                               "--device", "cpu"])
+    assert outcome.exit_code == 0 and "expected time: about" in outcome.output, outcome.output
+    assert not results.exists()
 
 
 @pytest.mark.parametrize(

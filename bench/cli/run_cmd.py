@@ -53,7 +53,11 @@ def run(
     grid = load_grid(grid_file, override)
     expansion = expand(grid)  # refuses cells that cannot run before a cluster, a log or a results folder is made
     if dry_run:
+        from segbench.devices import resolve_device
+        from segbench.execution.estimate import print_expected_time
+
         print_cells(Console(), grid, expansion)
+        print_expected_time(Console(), expansion.cells, resolve_device(device), cache_dir)  # as a run would
         if grid.tune is not None:
             Console().print(f"tune: first {grid.tune.trials} trials ({grid.tune.sampler}) per configuration into "
                             f"{results / 'tuning'}; the cells above then train with their configuration's best "
