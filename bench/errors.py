@@ -21,3 +21,9 @@ class UnknownNameError(SegbenchError):
 
 class CheckpointError(SegbenchError):
     """A checkpoint or weights file cannot be used."""
+
+
+def one_line(text: str) -> str:
+    """`text` as a message may quote it: control characters (a newline in a YAML key) escaped, so the message stays
+    one sentence on one line."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)

@@ -10,7 +10,7 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from segbench.errors import UnknownNameError
+from segbench.errors import UnknownNameError, one_line
 
 T = TypeVar("T")
 
@@ -24,7 +24,7 @@ def did_you_mean(name: str, choices: list[str]) -> str:
 def unknown_name_message(kind: str, name: str, choices: list[str]) -> str:
     shown = ", ".join(choices[:30]) + (", ..." if len(choices) > 30 else "")
     plural = kind + ("es" if kind.endswith("s") else "s")
-    return f"unknown {kind} '{name}'{did_you_mean(name, choices)}; valid {plural}: {shown}."
+    return f"unknown {kind} '{one_line(name)}'{did_you_mean(name, choices)}; valid {plural}: {shown}."
 
 
 class Registry(Generic[T]):

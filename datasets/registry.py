@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from torch.utils.data import Dataset
 
 from segbench.datasets.base import DatasetInfo, DatasetParams, default_cache_dir
-from segbench.errors import ConfigError
+from segbench.errors import ConfigError, one_line
 from segbench.registry import Registry, did_you_mean
 
 DATASETS: Registry[Any] = Registry("dataset")
@@ -46,7 +46,7 @@ def _validation_message(name: str, model: type[BaseModel], error: ValidationErro
     """One sentence for the first problem (plus how many others there are)."""
     problems = error.errors()
     first = problems[0]
-    key = ".".join(str(part) for part in first["loc"]) or "?"
+    key = one_line(".".join(str(part) for part in first["loc"])) or "?"
     valid_keys = list(model.model_fields)
     more = f" ({len(problems) - 1} more problem(s) after fixing this one)" if len(problems) > 1 else ""
     if first["type"] == "extra_forbidden":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,25 @@ def test_selection_defaults_to_the_final_model_and_best_is_part_of_the_hash():
     assert last.eval.select == "last"
     best = expand(parse_grid({**BASE, "eval": {"select": "best", "holdout": 0.1}})).cells[0]
     assert best.slug == last.slug and best.config_hash != last.config_hash
+
+
+@pytest.mark.parametrize(("path", "shown"), [("train", "unknown key 'train.\\n'"),
+                                             ("datasets.0.params", "has no option '\\n'")])
+def test_a_key_with_a_control_character_is_quoted_on_one_line(path, shown):
+    """Found by the grid fuzzing test (tests/reliability/test_bad_grids.py): a YAML key holding a newline was
+    echoed as it is, breaking the one-line message."""
+    document = copy.deepcopy(BASE)
+    node = document
+    for part in path.split("."):
+        node = node[int(part)] if part.isdigit() else node[part]
+    node["\n"] = None
+    with pytest.raises(ConfigError) as error:
+        parse_grid(document)
+    assert shown in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("axis", ["datasets", "losses"])
+def test_an_unknown_name_with_a_control_character_is_quoted_on_one_line(axis):
+    with pytest.raises(UnknownNameError) as error:
+        parse_grid({**BASE, axis: ["a\nb"]})
+    assert "'a\\nb'" in str(error.value) and "\n" not in str(error.value)

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from segbench.errors import ConfigError, SegbenchError
+from segbench.errors import ConfigError, SegbenchError, one_line
 from segbench.grid.schema import GridConfig
 
 
@@ -26,7 +26,7 @@ def _location(loc: tuple[Any, ...]) -> str:
 def describe_validation_error(source: str, error: ValidationError) -> str:
     """One sentence for the first problem pydantic found."""
     first = error.errors()[0]
-    where = _location(first["loc"])
+    where = one_line(_location(first["loc"]))
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "missing":
         return f"{source}: required key '{where}' is missing."
