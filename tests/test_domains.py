@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from segbench.cell.domains import class_table
+from segbench.datasets.camvid import CAMVID_CLASSES, CAMVID_TO_CITYSCAPES
+from segbench.datasets.labels import TRAIN_CLASSES
 from segbench.datasets.synthetic import GENERATOR_VERSION, SyntheticParams, photograph
 from segbench.grid.schema import EvalConfig
 
@@ -42,6 +44,37 @@ def test_labels_are_mapped_by_class_name_and_the_rest_ignored():
                                  255)
     assert matched == ["sky", "building", "car"]
     assert table[[0, 1, 2, 3, 4, 255]].tolist() == [2, 1, 255, 3, 255, 255]
+
+
+def test_camvid_classes_meet_the_cityscapes_classes_through_their_counterparts():
+    """Trained on the 19 Cityscapes classes, scored on CamVid labels: each CamVid class with a counterpart becomes it,
+    bicyclist (a rider and a bicycle in Cityscapes) is ignored."""
+    table, matched = class_table(list(CAMVID_CLASSES), 255, list(TRAIN_CLASSES), 255)
+    expected = {"sky": "sky", "building": "building", "pole": "pole", "road": "road", "pavement": "sidewalk",
+                "tree": "vegetation", "sign symbol": "traffic sign", "fence": "fence", "car": "car",
+                "pedestrian": "person"}
+    assert matched == list(expected)
+    for camvid, cityscapes in expected.items():
+        assert table[CAMVID_CLASSES.index(camvid)] == TRAIN_CLASSES.index(cityscapes), camvid
+    assert table[CAMVID_CLASSES.index("bicyclist")] == 255 and table[11] == 255 and table[255] == 255
+    # the table is one-to-one onto train classes, so it reads the same way round
+    assert set(CAMVID_TO_CITYSCAPES) <= set(CAMVID_CLASSES) and set(CAMVID_TO_CITYSCAPES.values()) <= set(TRAIN_CLASSES)
+    assert len(set(CAMVID_TO_CITYSCAPES.values())) == len(CAMVID_TO_CITYSCAPES)
+
+
+def test_cityscapes_classes_meet_a_camvid_model_through_the_same_counterparts():
+    """Trained on CamVid, scored on Cityscapes-class labels: the counterparts map back; what CamVid merges into a class
+    but Cityscapes labels apart (wall, traffic light, truck, bus, train) and rider, bicycle, motorcycle are ignored."""
+    table, matched = class_table(list(TRAIN_CLASSES), 255, list(CAMVID_CLASSES), 255)
+    assert matched == [name for name in TRAIN_CLASSES if name in CAMVID_TO_CITYSCAPES.values()]
+    for camvid, cityscapes in CAMVID_TO_CITYSCAPES.items():
+        assert table[TRAIN_CLASSES.index(cityscapes)] == CAMVID_CLASSES.index(camvid), cityscapes
+    ignored = ["wall", "traffic light", "terrain", "rider", "truck", "bus", "train", "motorcycle", "bicycle"]
+    assert sorted(set(TRAIN_CLASSES) - set(matched)) == sorted(ignored)
+    assert all(table[TRAIN_CLASSES.index(name)] == 255 for name in ignored)
+    # between two datasets of the same classes the map stays the identity, renamed classes or not
+    identity, _ = class_table(list(CAMVID_CLASSES), 255, list(CAMVID_CLASSES), 255)
+    assert identity[:11].tolist() == list(range(11))
 
 
 def test_eval_datasets_are_named_and_distinct():

@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 from segbench.analysis.effects import (
+    CELL_KEY,
     COLUMNS,
     METHOD_PARAGRAPH,
     conditional_effects,
@@ -20,8 +21,12 @@ from segbench.analysis.effects import (
     parse_baselines,
     verdict_rule,
 )
+from segbench.analysis.effects_section import comparison_cells, comparison_metric
 from segbench.analysis.statistics import ZERO_SPREAD_NOTE, holm_adjust, t_test
 from segbench.errors import ConfigError
+from segbench.records.schema import Record
+
+from support import records
 
 MODEL_BASE = {"unet": 0.60, "fpn": 0.58}
 SEED_OFFSET = {0: 0.0, 1: 0.006, 2: -0.004}  # shared by cells of one seed: pairing removes it
@@ -220,6 +225,58 @@ def test_conditional_effects_show_an_interaction() -> None:
     assert only(table, axis="model", scope="loss=ce")["note"] == ZERO_SPREAD_NOTE
     main = only(main_effects(frame, metrics=("miou",)), axis="loss")
     assert main["delta"] == pytest.approx(np.mean(list(INTERACTION.values())))  # the average of the two scopes
+
+
+def test_a_metric_some_combinations_lack_rests_on_the_others_and_says_so() -> None:
+    """ECE (lower is better) carried by U-Net's cells only: the loss's main effect is U-Net's, named in the note; the
+    model axis has no ECE pair, so no row; nothing stands in for the missing values."""
+    frame = make_frame(focal_effect=0.0)
+    ece = 0.10 + frame["seed"].map(SEED_OFFSET) - 0.03 * (frame["loss"] == "focal")
+    ece += [JITTER[model, seed] if loss == "focal" else 0.0
+            for model, loss, seed in zip(frame["model"], frame["loss"], frame["seed"], strict=True)]
+    frame["ece"] = ece.where(frame["model"] == "unet")
+    higher = {"ece": comparison_metric("ece").better > 0}
+    table = main_effects(frame, metrics=("ece",), higher_is_better=higher)
+    assert set(table["axis"]) == {"loss"}
+    row = only(table, axis="loss", metric="ece")
+    d = np.array([-0.03 + JITTER["unet", seed] for seed in SEED_OFFSET])
+    expected = stats.ttest_1samp(d, 0)
+    assert row["n"] == 3 and row["delta"] == pytest.approx(d.mean())
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(tuple(expected.confidence_interval(0.95)))
+    assert row["p_value"] == pytest.approx(expected.pvalue)
+    assert (row["prob_better"], row["verdict"]) == (1.0, "better")  # lower ECE at every seed
+    assert row["note"] == "only 1 of 2 combinations of the other axes carry ece: model=unet"
+    conditional = conditional_effects(frame, metrics=("ece",), higher_is_better=higher)
+    assert conditional["scope"].tolist() == ["model=unet"] and conditional["note"].tolist() == [""]
+    assert only(main_effects(frame, metrics=("miou",)), axis="loss")["note"] == ""  # every cell carries mIoU
+
+
+CLASSES = ["road", "car", "sky"]
+
+
+def test_comparison_cells_hold_the_metrics_some_record_carries() -> None:
+    plain = records.record("unet__resnet18__ce__synthetic__s0", miou=0.6, classes=CLASSES)
+    measured = records.record("unet__resnet18__focal__synthetic__s0", miou=0.62, classes=CLASSES, quality=True)
+    measured["domains"] = [{"dataset": "fog", "name": "synthetic", "split": "val", "metrics": {"miou": 0.3}},
+                           {"dataset": "fog", "name": "synthetic", "split": "test", "metrics": None}]
+    cells = comparison_cells([Record.model_validate(plain), Record.model_validate(measured)])
+    # no record was evaluated under corruptions, and none has an mIoU on fog/test: no column, so no comparison
+    assert list(cells.columns) == [*CELL_KEY, "miou", "pixel_accuracy", "mdice", "ece", "boundary_miou",
+                                   "miou@fog/val"]
+    assert cells["ece"].isna().tolist() == [True, False]  # missing stays missing, never 0
+    assert cells["miou@fog/val"].tolist() == pytest.approx([math.nan, 0.3], nan_ok=True)
+    assert cells.loc[1, "ece"] == measured["calibration"]["ece"]
+    assert list(comparison_cells([Record.model_validate(plain)]).columns) == [*CELL_KEY, "miou", "pixel_accuracy",
+                                                                              "mdice"]
+
+
+@pytest.mark.parametrize(("key", "label", "better"), [
+    ("ece", "ECE %", -1), ("boundary_miou", "boundary mIoU %", +1),
+    ("mean_corrupted_miou", "mean corrupted mIoU %", +1), ("relative_robustness", "relative robustness %", +1),
+    ("miou@fog/val", "mIoU % on fog/val", +1)])
+def test_each_compared_metric_has_a_label_a_direction_and_is_a_fraction(key: str, label: str, better: int) -> None:
+    metric = comparison_metric(key)
+    assert (metric.key, metric.label, metric.better, metric.unit) == (key, label, better, "fraction")
 
 
 def test_conditional_effects_need_another_axis_that_varies() -> None:

@@ -214,12 +214,29 @@ def seed_differences(pairs: pd.DataFrame, metric: str) -> pd.DataFrame:
     return per_seed
 
 
+def _coverage_note(contrast: _Contrast, metric: str) -> str:
+    """Which combinations of the other axes a main effect rests on, when some combination has cell pairs but none
+    with the metric on both sides (a metric carried by some cells only, e.g. a further dataset evaluated for one
+    model); "" when every combination with pairs contributes."""
+    if not contrast.varying:
+        return ""
+    pairs = contrast.pairs
+    both = pairs[f"{metric}_level"].notna() & pairs[f"{metric}_baseline"].notna()
+    combinations = pairs[list(contrast.varying)].astype(str).drop_duplicates()
+    carried = pairs.loc[both, list(contrast.varying)].astype(str).drop_duplicates()
+    if len(carried) == len(combinations):
+        return ""
+    names = "; ".join(", ".join(f"{axis}={value}" for axis, value in zip(contrast.varying, row, strict=True))
+                      for row in carried.itertuples(index=False))
+    return f"only {len(carried)} of {len(combinations)} combinations of the other axes carry {metric}: {names}"
+
+
 def _effect_row(contrast: _Contrast, scope: str, metric: str, per_seed: pd.DataFrame, alpha: float,
                 higher: bool) -> dict:
     differences = per_seed["difference"].to_numpy(dtype=np.float64)
     n = int(differences.size)
     test = t_test(differences, 1.0 - alpha)
-    notes = [test.note]
+    notes = [test.note, _coverage_note(contrast, metric) if scope == ALL_SCOPE else ""]
     counts = per_seed["combinations"]
     if counts.nunique() > 1:
         notes.append(f"unbalanced: a seed's d_s averages {counts.min()} to {counts.max()} combinations")

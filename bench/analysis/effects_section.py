@@ -2,14 +2,16 @@
 the other axes (conditional effects), and pairs of the top configurations, with verdicts.
 
 Computed before anything is written (a bad `--baseline` is a one-sentence error, not half a report), from the rows of
-the report's ok cells. Baselines: `--baseline AXIS=VALUE`, else the first value of the axis in the newest resolved
-grid saved in the results folder (`<results>/grids/<name>-<hash>.yaml`), else the first value in sorted order. Report
-options only change what is derived from records: no cell's hash and no record.
+the report's ok cells: mIoU, pixel accuracy and mDice, and the evaluation under conditions where the cells carry it
+(ECE, boundary mIoU, mean corrupted mIoU, relative robustness, mIoU on each further dataset as `miou@<key>/<split>`).
+Baselines: `--baseline AXIS=VALUE`, else the first value of the axis in the newest resolved grid saved in the results
+folder (`<results>/grids/<name>-<hash>.yaml`), else the first value in sorted order. Report options only change what
+is derived from records: no cell's hash and no record.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,9 +33,9 @@ from segbench.analysis.effects import (
 )
 from segbench.analysis.seeds import top_configurations
 from segbench.errors import ConfigError
-from segbench.metrics.catalogue import METRICS
+from segbench.metrics.catalogue import METRICS, Metric
 from segbench.records.grids import grid_axis_order, newest_grid_file
-from segbench.records.rows import rows_frame
+from segbench.records.rows import DOMAIN_METRIC_PREFIX, rows_frame
 from segbench.records.schema import Record
 
 if TYPE_CHECKING:
@@ -41,6 +43,9 @@ if TYPE_CHECKING:
 
 DEFAULT_TOP = 3
 COMPARISONS_CSV = "comparisons.csv"
+# The evaluation under conditions (issue 22), compared beside DEFAULT_METRICS where the records carry it, then mIoU on
+# each further evaluation dataset (`miou@<key>/<split>`, segbench.records.rows.domain_metric). All are fractions.
+CONDITION_METRICS = ("ece", "boundary_miou", "mean_corrupted_miou", "relative_robustness")
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class Comparisons:
     pairs: pd.DataFrame  # configuration_pairs over each dataset's top configurations, exactly COLUMNS
     grid_file: Path | None  # where the default baselines came from
     configurations: dict[str, int]  # per dataset, how many configurations have a mean mIoU (the top K's pool)
+    metrics: tuple[str, ...]  # the compared metrics: DEFAULT_METRICS and those some ok cell carries
 
     @property
     def table(self) -> pd.DataFrame:
@@ -78,42 +84,83 @@ class Comparisons:
         return pd.concat(frames, ignore_index=True)[COLUMNS] if frames else pd.DataFrame(columns=COLUMNS)
 
 
+def comparison_metric(key: str) -> Metric:
+    """A compared metric's catalogue entry (label, direction, unit). The corruption summaries and mIoU on a further
+    evaluation dataset are not in the catalogue: they are fractions shown and directed as mIoU, with their own label."""
+    if key in METRICS:
+        return METRICS[key]
+    miou = METRICS["miou"]
+    if key.startswith(DOMAIN_METRIC_PREFIX):
+        return replace(miou, key=key, label=f"{miou.label} on {key.removeprefix(DOMAIN_METRIC_PREFIX)}")
+    column = tables.ROBUSTNESS[key]  # mean_corrupted_miou, relative_robustness: the report's robustness table
+    return replace(miou, key=key, label=column.header, better=column.best)
+
+
 def comparison_cells(records: list[Record]) -> pd.DataFrame:
-    """One row per cell: the cell key and the compared metrics as floats (NaN where missing)."""
-    frame = rows_frame(records)[[*CELL_KEY, *DEFAULT_METRICS]]
-    for metric in DEFAULT_METRICS:
-        frame[metric] = pd.to_numeric(frame[metric], errors="coerce").astype("float64")
-    return frame
+    """One row per cell: the cell key, then as floats (NaN where missing) `DEFAULT_METRICS` and those of
+    `CONDITION_METRICS` and of the further datasets' mIoU that at least one cell carries."""
+    frame = rows_frame(records, domains=True)
+    domains = [column for column in frame.columns if column.startswith(DOMAIN_METRIC_PREFIX)]
+    values = frame[[*DEFAULT_METRICS, *CONDITION_METRICS, *domains]].apply(pd.to_numeric, errors="coerce")
+    carried = [metric for metric in values.columns if metric in DEFAULT_METRICS or values[metric].notna().any()]
+    return pd.concat([frame[list(CELL_KEY)], values[carried].astype("float64")], axis=1)
 
 
 def compute_comparisons(results: Path, records: list[Record], seed_frame: pd.DataFrame,
                         options: ComparisonOptions) -> Comparisons:
     """Main and conditional effects over all ok cells, and pairs of each dataset's `options.top` configurations by
-    mean mIoU; each metric's direction comes from the catalogue."""
+    mean mIoU, for every metric of `comparison_cells`; each metric's direction comes from `comparison_metric`."""
     cells = comparison_cells(records)
+    metrics = tuple(column for column in cells.columns if column not in CELL_KEY)
     grid_file = newest_grid_file(results)
-    higher = {metric: METRICS[metric].better > 0 for metric in DEFAULT_METRICS}
+    higher = {metric: comparison_metric(metric).better > 0 for metric in metrics}
     if cells.empty:
         empty = pd.DataFrame(columns=COLUMNS)
         if options.baselines:
             raise ConfigError("--baseline has nothing to compare: the results hold no successful cell.")
-        return Comparisons(empty, empty, empty, grid_file, {})
-    arguments = (DEFAULT_METRICS, options.baselines, grid_axis_order(grid_file), options.margin, higher, options.alpha)
+        return Comparisons(empty, empty, empty, grid_file, {}, metrics)
+    arguments = (metrics, options.baselines, grid_axis_order(grid_file), options.margin, higher, options.alpha)
     main, conditional = main_effects(cells, *arguments), conditional_effects(cells, *arguments)
     datasets = sorted(cells["dataset"].astype(str).unique())
     top = [configuration for dataset in datasets
            for configuration in top_configurations(seed_frame, dataset, options.top)]
-    pairs = configuration_pairs(cells, top, DEFAULT_METRICS, options.margin, higher, options.alpha)
+    pairs = configuration_pairs(cells, top, metrics, options.margin, higher, options.alpha)
     configurations = {dataset: int(((seed_frame["dataset"] == dataset) & seed_frame["miou_mean"].notna()).sum())
                       for dataset in datasets}
-    return Comparisons(main, conditional, pairs, grid_file, configurations)
+    return Comparisons(main, conditional, pairs, grid_file, configurations, metrics)
+
+
+# The evaluation under conditions in words, for the report's readers
+CONDITION_TEXT = {
+    "ece": "ECE (expected calibration error of the top-class confidence)",
+    "boundary_miou": "boundary mIoU",
+    "mean_corrupted_miou": "mean corrupted mIoU (eval.corruptions: over severities, then corruptions)",
+    "relative_robustness": "relative robustness (mean corrupted mIoU / clean mIoU of the same images)",
+}
+
+
+def metrics_paragraph(metrics: tuple[str, ...], margin: float) -> str:
+    """Which metrics the comparisons cover, their unit and direction, and how missing values are treated."""
+    domains = [metric for metric in metrics if metric.startswith(DOMAIN_METRIC_PREFIX)]
+    names = []
+    for metric in (metric for metric in metrics if metric not in domains):
+        entry = comparison_metric(metric)
+        name = CONDITION_TEXT.get(metric, entry.label.removesuffix(" %"))
+        names.append(name if entry.better > 0 else f"{name}, lower is better: 'better' means lower")
+    if domains:
+        names.append(f"mIoU on each further evaluation dataset of eval.datasets, named `miou@<dataset key>/<split>` "
+                     f"({', '.join(f'`{metric}`' for metric in domains)})")
+    return (f"Metrics compared: {'; '.join(names)}. Each is a fraction in the CSV, ECE included, so the margin of "
+            f"{margin:g} applies to each in that unit ({margin * 100:g} on the % scale of the tables). A metric is "
+            "compared only where records carry it: a cell without the value pairs with nothing for that metric (no "
+            "value is filled in), so its n can be smaller than mIoU's.")
 
 
 def _points(metric: str, value: float, signed: bool = False) -> str:
     """A value in the metric's shown unit: percentage points for fractions, raw otherwise."""
     if pd.isna(value):
         return "-"
-    scale = 100.0 if METRICS[metric].unit == "fraction" else 1.0
+    scale = 100.0 if comparison_metric(metric).unit == "fraction" else 1.0
     return f"{value * scale:+.2f}" if signed else f"{value * scale:.2f}"
 
 
@@ -125,7 +172,7 @@ def shown_comparisons(frame: pd.DataFrame) -> pd.DataFrame:
     """The CSV rows as text for a Markdown table: fractions in points, the interval in brackets, p to 3 digits."""
     shown = pd.DataFrame({
         "axis": frame["axis"], "level": frame["level"], "baseline": frame["baseline"], "scope": frame["scope"],
-        "metric": [METRICS[m].label for m in frame["metric"]], "n": frame["n"].astype(str),
+        "metric": [comparison_metric(m).label for m in frame["metric"]], "n": frame["n"].astype(str),
         "mean_level": [_points(m, v) for m, v in zip(frame["metric"], frame["mean_level"], strict=True)],
         "mean_baseline": [_points(m, v) for m, v in zip(frame["metric"], frame["mean_baseline"], strict=True)],
         "delta": [_points(m, v, True) for m, v in zip(frame["metric"], frame["delta"], strict=True)],
@@ -183,6 +230,7 @@ def write_comparison_section(writer: ReportWriter, comparisons: Comparisons, opt
     writer.add("## Comparisons")
     writer.add(METHOD_PARAGRAPH)
     writer.add(verdict_rule(options.margin, options.alpha))
+    writer.add(metrics_paragraph(comparisons.metrics, options.margin))
     writer.add("Means, deltas and intervals are shown in percentage points (raw units in the CSV). Change the "
                "baselines with `--baseline AXIS=VALUE`, the margin with `--margin` and alpha with `--alpha`; none "
                "touches a record.")

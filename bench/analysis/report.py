@@ -228,8 +228,9 @@ def _domains_section(writer: ReportWriter, slug: str, records: list[Record]) -> 
         return
     writer.add("### Other domains",
                "The selected weights on the grid's further evaluation datasets (`eval.datasets`), under the same "
-               "protocol, their labels mapped onto the training classes by class name (classes without a "
-               "counterpart ignored). Gap: mIoU there minus mIoU on the cell's own split, in points.")
+               "protocol, their labels mapped onto the training classes by class name (CamVid's through their "
+               "Cityscapes counterparts; classes without a counterpart ignored). Gap: mIoU there minus mIoU on the "
+               "cell's own split, in points.")
     writer.table(tables.domains_frame(evaluated), tables.DOMAINS, f"domains-{slug}.csv")
 
 

@@ -1,7 +1,8 @@
 """A trained cell on further datasets (`eval.datasets`): another domain, city or camera than it trained on.
 
 Each dataset's labels are mapped onto the training classes by class name (Cityscapes, BDD100K, KITTI and the
-built-in scenes share the 19 Cityscapes classes, so the map is the identity between them); a class without a
+built-in scenes share the 19 Cityscapes classes, so the map is the identity between them; CamVid's 11 classes meet
+them through the counterparts of `segbench.datasets.camvid.CAMVID_TO_CITYSCAPES`, either way round); a class without a
 counterpart is ignored, and a training class the dataset does not label simply has no ground truth there. The
 selected weights are evaluated under the cell's inference protocol, once, after training, on one confusion matrix
 per dataset; the record keeps each as one entry of `domains`.
@@ -41,25 +42,47 @@ class Relabelled(Dataset):
 def class_table(theirs: list[str], ignore_theirs: int, ours: list[str], ignore_ours: int) -> tuple[torch.Tensor,
                                                                                                        list[str]]:
     """The lookup from their label values (0..255) to our class indices, and the names of their classes that have a
-    counterpart; everything else, their ignore value included, becomes our ignore index."""
+    counterpart (the class of the same name, or between CamVid's classes and the Cityscapes ones the counterpart of
+    `counterpart_names`); everything else, their ignore value included, becomes our ignore index."""
     position = {name: index for index, name in enumerate(ours)}
+    renamed = counterpart_names(theirs, ours)
     table = torch.full((256,), ignore_ours, dtype=torch.int64)
     matched = []
     for index, name in enumerate(theirs):
-        if name in position and index != ignore_theirs:
-            table[index] = position[name]
+        counterpart = name if name in position else renamed.get(name)
+        if counterpart in position and index != ignore_theirs:
+            table[index] = position[counterpart]
             matched.append(name)
     return table, matched
 
 
+def counterpart_names(theirs: list[str], ours: list[str]) -> dict[str, str]:
+    """Their class name -> our class name where the two sides name one class differently: CamVid's classes against
+    the Cityscapes train classes, in whichever direction CamVid is (`CAMVID_TO_CITYSCAPES`); empty otherwise."""
+    from segbench.datasets.camvid import CAMVID_CLASSES, CAMVID_TO_CITYSCAPES
+
+    if tuple(theirs) == CAMVID_CLASSES:
+        return dict(CAMVID_TO_CITYSCAPES)
+    if tuple(ours) == CAMVID_CLASSES:
+        return {cityscapes: camvid for camvid, cityscapes in CAMVID_TO_CITYSCAPES.items()}
+    return {}
+
+
 def evaluate_domains(model: torch.nn.Module, cell: Cell, train_info: Any, protocol: Protocol, device: torch.device,
-                     autocast, cache_dir: Path | None) -> list[dict[str, Any]]:
+                     autocast, cache_dir: Path | None, earlier: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """One record entry per further dataset of `cell.eval.datasets`: dataset, split, images, the classes mapped,
-    and the metrics (one confusion matrix) of the selected weights there."""
+    and the metrics (one confusion matrix) of the selected weights there. earlier: entries of an earlier evaluation
+    of the same weights under the same protocol; one of the same dataset, parameters and split is kept as it is."""
     from segbench.datasets import build_dataset, parse_dataset_params
 
     entries = []
     for spec in cell.eval.datasets:
+        same = [entry for entry in earlier if (entry.get("dataset"), entry.get("name"), entry.get("params"),
+                                               entry.get("split")) == (spec.key, spec.name, dict(spec.params),
+                                                                       spec.split)]
+        if same:
+            entries.append(same[0])
+            continue
         params = parse_dataset_params(spec.name, spec.params)
         started = time.perf_counter()
         dataset = build_dataset(spec.name, params, spec.split, eval_transform(cell, protocol.pad_multiple), cache_dir)
@@ -79,6 +102,7 @@ def evaluate_domains(model: torch.nn.Module, cell: Cell, train_info: Any, protoc
             "metrics": metrics, "confusion_matrix": np.asarray(result.matrix).tolist(),
             "seconds": time.perf_counter() - started,
             "method": f"selected weights under the cell's protocol ({protocol.describe()}); labels mapped onto the "
-                      "training classes by name, classes without a counterpart ignored",
+                      "training classes by name (CamVid's through their Cityscapes counterparts), classes without a "
+                      "counterpart ignored",
         })
     return entries

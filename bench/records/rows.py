@@ -3,9 +3,11 @@
 A row holds the cell's identity (`cell_id, slug, config_hash, status, error` kind, the axes `dataset, model,
 encoder, loss, seed`), its `label`, seed `group` and training length `budget` ("3 epochs", "200 it", "0.5 TFLOPs
 (120 it)"), every metric of the catalogue under its key, the bootstrap
-interval of mIoU over val images (`miou_ci_low, miou_ci_high`, where the record has one), and the cost details of the
-report's cost table. Values are raw (fractions, counts, seconds, bytes); None where a value was not measured or is
-undefined (NaN), so rows are JSON-ready.
+interval of mIoU over val images (`miou_ci_low, miou_ci_high`, where the record has one), the mean corrupted mIoU
+and relative robustness under eval.corruptions, and the cost details of the report's cost table. Values are raw
+(fractions, counts, seconds, bytes); None where a value was not measured or is undefined (NaN), so rows are JSON-ready.
+mIoU on each further evaluation dataset (eval.datasets) varies in number with the grid, so it is not part of every row:
+`domain_values` gives it under `domain_metric` names, and `rows_frame(..., domains=True)` adds it as columns.
 """
 
 from __future__ import annotations
@@ -218,6 +220,9 @@ def record_row(record: Record) -> dict[str, Any]:
         "miou_ci_high": miou_interval.high,
         "ece": record.calibration.ece if record.calibration else None,
         "boundary_miou": record.boundary.boundary_miou if record.boundary else None,
+        # under eval.corruptions: means over severities, then corruptions; relative = that / clean mIoU
+        "mean_corrupted_miou": record.corruptions.mean_corrupted_miou if record.corruptions else None,
+        "relative_robustness": record.corruptions.relative_robustness if record.corruptions else None,
         # The macro mean of per-class specificity is not a recorded metric; the micro-vs-macro table shows it.
         "macro_specificity": mean_defined([math.nan if v is None else v for v in specificity]),
         **_cost(record),
@@ -231,9 +236,29 @@ ROW_COLUMNS: tuple[str, ...] = tuple(record_row(Record(
         dataset=DatasetRef(name=""), model="", encoder="", loss=LossRef(name=""), seed=0))))
 
 
-def rows_frame(records: list[Record], ranked: bool = False) -> pd.DataFrame:
-    """One row per record (columns `ROW_COLUMNS`), in record order or, `ranked`, best mIoU first (no mIoU last)."""
-    frame = pd.DataFrame([record_row(record) for record in records], columns=list(ROW_COLUMNS))
+DOMAIN_METRIC_PREFIX = "miou@"
+
+
+def domain_metric(key: str, split: str | None) -> str:
+    """The name of mIoU on a further evaluation dataset: "miou@<key>/<split>", e.g. "miou@fog/val". The split is part
+    of it because a grid may evaluate one dataset key on two splits (eval.datasets keeps key/split distinct)."""
+    return f"{DOMAIN_METRIC_PREFIX}{key}/{split}" if split else f"{DOMAIN_METRIC_PREFIX}{key}"
+
+
+def domain_values(record: Record) -> dict[str, float | None]:
+    """mIoU (a fraction) of the record's selected weights on each further evaluation dataset (its `domains`), under
+    `domain_metric` names, in eval.datasets order; empty for a record evaluated on none."""
+    return {domain_metric(entry.dataset, entry.split): _number(entry.metrics.miou if entry.metrics else None)
+            for entry in as_record(record).domains or []}
+
+
+def rows_frame(records: list[Record], ranked: bool = False, domains: bool = False) -> pd.DataFrame:
+    """One row per record (columns `ROW_COLUMNS`), in record order or, `ranked`, best mIoU first (no mIoU last).
+    `domains`: then one column per further evaluation dataset any record has (`domain_values`, in order of first
+    appearance), None where a record was not evaluated there."""
+    rows = [record_row(record) | (domain_values(record) if domains else {}) for record in records]
+    extra = dict.fromkeys(key for row in rows for key in row if key not in ROW_COLUMNS)
+    frame = pd.DataFrame(rows, columns=[*ROW_COLUMNS, *extra])
     if ranked:
         frame = frame.sort_values("miou", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
     return frame
