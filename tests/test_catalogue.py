@@ -38,7 +38,7 @@ def test_summary_rows_keep_the_committed_baselines_fields_in_order():
     baseline = json.loads(BASELINE.read_text())
     assert baseline["version"] == SUMMARY_VERSION
     identity = ["cell_id", "config_hash", "status", "error", "dataset", "model", "encoder", "loss", "seed"]
-    fields = [*identity, *SUMMARY_FIELDS, "machine", "latency_spread", "latency_workload"]
+    fields = [*identity, *SUMMARY_FIELDS, "machine", "latency_spread", "latency_workload", "evaluation"]
     assert list(SummaryRow.model_fields) == fields
     for row in baseline["cells"].values():
         assert list(row) == fields

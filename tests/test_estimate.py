@@ -87,3 +87,8 @@ def test_the_evaluations_after_training_are_counted_with_their_protocol(tmp_path
         "tta": {"scales": [1.0, 0.5], "flip": True}})})
     # 3 windows of 32x32 over 32x64 pixels (1.5x), TTA (1 + 0.25) x 2 passes: 3.75x the pixels
     assert further_evaluation_seconds(slid, tmp_path) == pytest.approx(6 * one_pass * 1.5 * 2.5)
+    # A finished cell evaluated again (nothing trains): the worker's start, every evaluation and the reported split
+    from segbench.execution.estimate import CELL_OVERHEAD_S
+
+    again = estimate_seconds([], tmp_path, evaluated=[evaluated])
+    assert again == pytest.approx(CELL_OVERHEAD_S + 7 * one_pass) and again < estimate_seconds([evaluated], tmp_path)

@@ -92,7 +92,24 @@ def test_different_config_hashes_are_not_comparable_and_never_regressions():
     current = summarize([record(config_hash="bbbb", miou=0.1)])
     allowed = compare_summaries(base, current, [parse_check("miou:-0.01")], allow_not_comparable=True)
     assert allowed.exit_code == 0 and allowed.compared == 0 and not allowed.failures
-    assert allowed.not_comparable == [{"cell": SLUG, "base_hash": "aaaa", "current_hash": "bbbb"}]
+    assert allowed.not_comparable == [{"cell": SLUG, "base_hash": "aaaa", "current_hash": "bbbb",
+                                       "base_evaluation": None, "current_evaluation": None}]
+
+
+def test_cells_evaluated_with_other_settings_are_not_comparable():
+    """The evaluation settings (eval.mode, tta, datasets, corruptions) enter no config hash (a finished cell is
+    evaluated again, not retrained), so the gate compares them itself: a cell scored another way is no regression."""
+    evaluated = record(miou=0.1)
+    evaluated["config"]["eval"]["corruptions"] = {"names": ["fog"], "severities": [1], "max_images": None}
+    base, current = summarize([record(miou=0.9)]), summarize([evaluated])
+    assert current.cells[SLUG].config_hash == base.cells[SLUG].config_hash
+    assert base.cells[SLUG].evaluation is None and current.cells[SLUG].evaluation is not None
+    outcome = compare_summaries(base, current, [parse_check("miou:-0.01")])
+    assert outcome.exit_code == 1 and outcome.compared == 0 and not outcome.failures
+    assert outcome.not_comparable == [{"cell": SLUG, "base_hash": base.cells[SLUG].config_hash,
+                                       "current_hash": current.cells[SLUG].config_hash, "base_evaluation": None,
+                                       "current_evaluation": current.cells[SLUG].evaluation}]
+    assert compare_summaries(current, copy.deepcopy(current), []).exit_code == 0
 
 
 def test_a_gate_that_compares_nothing_fails():
@@ -175,8 +192,15 @@ def test_cli_compare_shows_not_comparable_and_missing(tmp_path: Path):
     assert f"not comparable: {SLUG}" in result.output and "missing in current: fpn__r__ce__d__s0" in result.output
     gate = CliRunner().invoke(app, command)
     assert gate.exit_code == 1, gate.output
-    assert "NOT COMPARABLE 1 baseline cell has no comparable counterpart (other config hashes)" in gate.output
+    assert ("NOT COMPARABLE 1 baseline cell has no comparable counterpart (other config hashes or evaluation "
+            "settings)") in gate.output
     assert "REGRESSION" not in gate.output
+    evaluated = record(config_hash="aaaa", miou=0.0)
+    evaluated["config"]["eval"]["mode"] = "whole"
+    evaluated_dir = _results(tmp_path / "evaluated", [evaluated])
+    other = CliRunner().invoke(app, ["compare", str(base_dir), str(evaluated_dir), "--fail-on", "miou:-0.01"])
+    assert other.exit_code == 1 and "REGRESSION" not in other.output
+    assert f"not comparable: {SLUG} (evaluation settings default -> " in " ".join(other.output.split())
 
 
 def seeds(mious: list[float], config: str = "unet__resnet18__ce__synthetic") -> list[dict]:

@@ -107,14 +107,26 @@ def test_the_protocol_of_a_grid_and_its_default():
                                    "and flip")
 
 
-def test_cells_without_a_protocol_keep_their_ids_and_a_protocol_changes_them():
+def test_a_protocol_is_recorded_in_the_configuration_but_changes_no_cell_id():
+    """The protocol is an evaluation setting of the trained weights (segbench.cell.attached): the record's
+    configuration names it, the cell's id stays the one of the same training evaluated whole."""
     from support.records import cell_of
 
     plain = cell_of("unet__resnet18__ce__synthetic__s0")
     assert not {"mode", "crop", "stride", "tta"} & set(plain.resolved()["eval"])
     slid = plain.model_copy(update={"eval": EvalConfig.model_validate(
-        {"mode": "slide", "crop": [64, 64], "stride": [32, 32]})})
-    assert slid.resolved()["eval"]["mode"] == "slide" and slid.config_hash != plain.config_hash
+        {**plain.eval.model_dump(), "mode": "slide", "crop": [64, 64], "stride": [32, 32]})})
+    assert slid.resolved()["eval"]["mode"] == "slide" and slid.config_hash == plain.config_hash
+    assert slid.evaluation == {"mode": "slide", "crop": [64, 64], "stride": [32, 32]} and plain.evaluation == {}
+
+
+def test_epochs_are_evaluated_as_trained_whatever_the_reported_protocol():
+    """Evaluations while training (history, selection) never use the grid's protocol, so it cannot change what
+    trains: one forward pass of the resized or whole image."""
+    slide = EvalConfig.model_validate({"mode": "slide", "crop": [64, 64], "stride": [32, 32],
+                                       "tta": {"scales": [0.5, 1.0], "flip": True}})
+    assert Protocol.during_training(slide, 32) == Protocol("whole", pad_multiple=32)
+    assert Protocol.during_training(EvalConfig(size=(64, 128)), 32) == Protocol("resize", pad_multiple=32)
 
 
 @pytest.mark.slow

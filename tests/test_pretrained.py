@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from segbench.analysis.report import write_report
+from segbench.cell.trained import load_trained_cell
 from segbench.cli import app
 from segbench.errors import ConfigError
 from segbench.grid.cells import expand
@@ -30,7 +31,6 @@ from segbench.models.pretrained import (
     weights_record,
     weights_source,
 )
-from segbench.predict.trained import load_trained_cell
 
 from support.grids import read_records, tiny_grid, write_grid
 

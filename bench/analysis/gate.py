@@ -122,9 +122,9 @@ class Comparison:
         if not count or self.allow_not_comparable:
             return None
         cells = "1 baseline cell has" if count == 1 else f"{count} baseline cells have"
-        return (f"{cells} no comparable counterpart (other config hashes): the gate compared nothing for "
-                f"{'it' if count == 1 else 'them'}; refresh the baseline with `make baseline` after an intended "
-                "change, or pass --allow-not-comparable.")
+        return (f"{cells} no comparable counterpart (other config hashes or evaluation settings): the gate "
+                f"compared nothing for {'it' if count == 1 else 'them'}; refresh the baseline with `make baseline` "
+                "after an intended change, or pass --allow-not-comparable.")
 
     @property
     def exit_code(self) -> int:
@@ -230,7 +230,8 @@ def compare_summaries(base: Summary, current: Summary, checks: list[Check],
                       fail_on_missing: bool = False, allow_not_comparable: bool = False) -> Comparison:
     """Compare every cell present in both summaries; run `checks` on cells with the same config hash.
 
-    Cells present on both sides with different config hashes fail the comparison unless `allow_not_comparable`.
+    Cells present on both sides with different config hashes or evaluation settings (SummaryRow.evaluation) fail
+    the comparison unless `allow_not_comparable`.
     Checks on configurations with two or more comparable seeds run on the seed means (see the module docstring);
     their cells' rows show the values with the verdict "seeds".
     """
@@ -246,9 +247,11 @@ def compare_summaries(base: Summary, current: Summary, checks: list[Check],
     fields = list(SHOWN_FIELDS) + [name for name in by_field if name not in SHOWN_FIELDS]
     comparable = []
     for slug in sorted(set(base_cells) & set(current_cells)):
-        if base_cells[slug].config_hash != current_cells[slug].config_hash:
-            outcome.not_comparable.append({"cell": slug, "base_hash": base_cells[slug].config_hash,
-                                           "current_hash": current_cells[slug].config_hash})
+        before, after = base_cells[slug], current_cells[slug]
+        if (before.config_hash, before.evaluation) != (after.config_hash, after.evaluation):
+            outcome.not_comparable.append({"cell": slug, "base_hash": before.config_hash,
+                                           "current_hash": after.config_hash, "base_evaluation": before.evaluation,
+                                           "current_evaluation": after.evaluation})
         else:
             comparable.append(slug)
     seed_gated: set[tuple[str, str]] = set()  # (slug, field) checked on its configuration's seed mean

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segbench.errors import ConfigError
+from segbench.grid.cells import evaluation_hash, record_evaluation
 from segbench.records.paths import cells_dir
 from segbench.records.rows import record_row
 from segbench.records.schema import (
@@ -60,7 +61,8 @@ def summary_row(record: Record) -> SummaryRow:
     """The summary row of one record: identity, the catalogue's summary fields and where its latency was timed
     (None where not measured)."""
     row = record_row(record)
-    return SummaryRow.model_validate({key: row[key] for key in ROW_FIELDS})
+    evaluation = evaluation_hash(record_evaluation(record.config.to_json()))
+    return SummaryRow.model_validate({**{key: row.get(key) for key in ROW_FIELDS}, "evaluation": evaluation})
 
 
 def latency_conditions(record: Record) -> LatencyConditions | None:

@@ -23,10 +23,18 @@ def make_datasets(cell: Cell, pad_multiple: int, cache_dir: Path | None):
     train_set = build_dataset(cell.dataset.name, params, "train", train_tf, cache_dir)
     if cell.trial is not None:  # a tuning trial reports on a holdout of the training split and never reads val
         return trial_datasets(cell, train_set, pad_multiple, cache_dir)
+    return train_set, evaluation_set(cell, pad_multiple, cache_dir)
+
+
+def evaluation_set(cell: Cell, pad_multiple: int, cache_dir: Path | None):
+    """The reported split (`eval.split`) with the evaluation transform, cut to `eval.max_images`."""
+    from segbench.datasets import build_dataset, parse_dataset_params
+
+    params = parse_dataset_params(cell.dataset.name, cell.dataset.params)
     val_set = build_dataset(cell.dataset.name, params, cell.eval.split, eval_transform(cell, pad_multiple), cache_dir)
     if cell.eval.max_images is not None and len(val_set) > cell.eval.max_images:
         val_set = Subset(val_set, range(cell.eval.max_images))
-    return train_set, val_set
+    return val_set
 
 
 def trial_datasets(cell: Cell, train_set, pad_multiple: int, cache_dir: Path | None):

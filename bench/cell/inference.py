@@ -45,6 +45,13 @@ class Protocol:
                    scales=tuple(tta.scales) if tta else (1.0,), flip=bool(tta and tta.flip),
                    pad_multiple=pad_multiple)
 
+    @classmethod
+    def during_training(cls, evaluation, pad_multiple: int) -> Protocol:
+        """The protocol of the evaluations while a cell trains (every eval_every epochs, the selection split, a
+        tuning trial's score): one forward pass of the image resized to eval.size, else whole. The grid's protocol
+        (eval.mode, eval.tta) is an evaluation setting of the trained weights and never changes what trains."""
+        return cls(mode="resize" if evaluation.size is not None else "whole", pad_multiple=pad_multiple)
+
     @property
     def tta(self) -> bool:
         return self.scales != (1.0,) or self.flip

@@ -131,6 +131,8 @@ def train_epoch(model: torch.nn.Module, criterion: torch.nn.Module, optimizer: t
 
 def train_step(criterion, optimizer, images, labels, device, setup: StepSetup, state: TrainState) -> torch.Tensor:
     """One optimisation step; returns the loss as a detached float32 tensor on the device (never read here)."""
+    if faults.value("no_training"):
+        raise RuntimeError("a training step ran under SEGBENCH_FAULT=no_training")
     if (limit := faults.value("oom_above_batch")) is not None and images.shape[0] > limit:
         raise torch.OutOfMemoryError(f"CUDA out of memory (simulated for a batch of {images.shape[0]})")
     images = images.to(device, non_blocking=True, memory_format=setup.memory_format)

@@ -9,7 +9,6 @@ measurement is segbench.measure.
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from dataclasses import dataclass
@@ -21,15 +20,14 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from segbench import faults
-from segbench.atomic import atomic_torch_save, atomic_write_bytes
+from segbench.atomic import atomic_torch_save
+from segbench.cell.attached import further_parts, reported_parts, write_per_image_counts
 from segbench.cell.data import loader_settings
 from segbench.cell.distributed import SINGLE, Dist
-from segbench.cell.domains import evaluate_domains
 from segbench.cell.evaluate import EvaluationResult, evaluate_model
-from segbench.cell.examples import sample_id, save_examples
-from segbench.cell.inference import ProtocolModel
+from segbench.cell.examples import save_examples
+from segbench.cell.inference import Protocol, ProtocolModel
 from segbench.cell.loop import CHECK_EVERY, Diverged, Emit, StepSetup, train_epoch
-from segbench.cell.robustness import evaluate_corruptions
 from segbench.cell.selection import RULE_BEST, offer
 from segbench.cell.state import TrainState, rng_state, save_train_state
 from segbench.cell.training_setup import CellData, TrainingRun, set_up_training
@@ -38,14 +36,10 @@ from segbench.env import device_description
 from segbench.grid.cells import Cell
 from segbench.measure import cell_cost, count_macs, count_params
 from segbench.measure.throughput import training_throughput
-from segbench.metrics.bootstrap import bootstrap_miou_interval
 from segbench.optim import lr_factor
-from segbench.records.paths import CHECKPOINT_FILE, PER_IMAGE_COUNTS_FILE
+from segbench.records.paths import CHECKPOINT_FILE
 
 __all__ = ["Diverged", "train_and_evaluate"]
-
-BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_SEED = 0
 
 
 @dataclass
@@ -99,6 +93,7 @@ def run_epochs(cell: Cell, run: TrainingRun, device: torch.device, emit: Emit, d
     emit({"event": "start", "epochs": run.epochs, "iterations": run.total_iters,
           "resumed_from_epoch": run.resumed_from_epoch})
     final: EvaluationResult | None = None
+    same_protocol = data.protocol == data.epoch_protocol
     for epoch in range(state.epoch + 1, run.epochs + 1):
         if isinstance(data.train_loader.sampler, DistributedSampler):
             data.train_loader.sampler.set_epoch(epoch)
@@ -106,14 +101,18 @@ def run_epochs(cell: Cell, run: TrainingRun, device: torch.device, emit: Emit, d
                           run.total_iters, lr_at, emit)
         per_class_iou = None
         if epoch % cell.train.eval_every == 0 or epoch == run.epochs:
-            reported = epoch == run.epochs and cell.trial is None  # calibration and boundaries too (not for a trial)
-            final = timed_evaluation(state, model, data.val_loader, data, device, run.autocast, dist,
-                                     final=reported)
-            row.update(val_miou=final.metrics["miou"], val_pixel_accuracy=final.metrics["pixel_accuracy"],
-                       eval_time_s=final.seconds)
-            per_class_iou = final.metrics["per_class"]["iou"]
+            # The last epoch's evaluation is the reported one (with calibration and boundaries) when the grid's
+            # protocol is the one used while training; otherwise the reported one follows the epochs.
+            reported = epoch == run.epochs and cell.trial is None and same_protocol
+            result = timed_evaluation(state, model, data.val_loader, data, device, run.autocast, dist,
+                                      data.epoch_protocol, final=reported)
+            final = result if same_protocol else None
+            row.update(val_miou=result.metrics["miou"], val_pixel_accuracy=result.metrics["pixel_accuracy"],
+                       eval_time_s=result.seconds)
+            per_class_iou = result.metrics["per_class"]["iou"]
             if data.select_loader is not None:
-                chosen = timed_evaluation(state, model, data.select_loader, data, device, run.autocast, dist)
+                chosen = timed_evaluation(state, model, data.select_loader, data, device, run.autocast, dist,
+                                          data.epoch_protocol)
                 row["select_miou"] = chosen.metrics["miou"]
                 state.best = offer(state.best, epoch, chosen.metrics["miou"], model)
         state.history.append(row)
@@ -135,9 +134,9 @@ def run_epochs(cell: Cell, run: TrainingRun, device: torch.device, emit: Emit, d
         if selected_epoch != run.epochs:
             model.load_state_dict(state.best["model"])
             final = None
-    if final is None:  # the selected weights were not evaluated last (or the run resumed after its last epoch)
-        final = timed_evaluation(state, model, data.val_loader, data, device, run.autocast, dist,
-                                 final=cell.trial is None)
+    if final is None:  # the selected weights were not evaluated last under the reported protocol (or the run
+        final = timed_evaluation(state, model, data.val_loader, data, device, run.autocast, dist,  # resumed after
+                                 data.protocol, final=cell.trial is None)  # its last epoch)
     return Selected(final=final, epoch=selected_epoch, select_miou=select_miou)
 
 
@@ -155,14 +154,11 @@ def record_parts(cell: Cell, cell_dir: Path, device: torch.device, run: Training
     keep = cell.trial is None
     if keep:
         atomic_torch_save(cell_dir / CHECKPOINT_FILE, model.state_dict())
-    per_image = [{**row, "sample_id": sample_id(data.val_set, row["index"])} for row in final.per_image]
-    counts = save_per_image_counts(cell_dir, final, [row["sample_id"] for row in per_image])
-    examples = save_examples(model, data.val_set, per_image, cell_dir, device, run.autocast) if keep else []
+    reported, counts = reported_parts(final, data.val_set)
+    write_per_image_counts(cell_dir, counts)
+    examples = save_examples(model, data.val_set, reported["per_image"], cell_dir, device, run.autocast) if keep else []
     protocol = data.protocol
-    domains = (evaluate_domains(model, cell, data.info, protocol, device, run.autocast, cache_dir)
-               if keep and cell.eval.datasets else None)
-    corruptions = (evaluate_corruptions(model, cell, data.info, protocol, device, run.autocast, cache_dir)
-                   if keep and cell.eval.corruptions is not None else None)
+    further = further_parts(model, cell, data.info, protocol, device, run.autocast, cache_dir) if keep else {}
     timed_protocol = ((ProtocolModel(model, protocol), protocol.describe())
                       if protocol.mode == "slide" or protocol.tta else None)
     cost = (cell_cost(model, cell, (3, *data.eval_shape), device, train_batch_size=run.rank_batch,
@@ -178,15 +174,8 @@ def record_parts(cell: Cell, cell_dir: Path, device: torch.device, run: Training
                     "palette": [list(colour) for colour in info.palette],
                     "num_train": len(data.train_set), "num_val": len(data.val_set),
                     "num_select": None if data.select_set is None else len(data.select_set)},
-        "metrics": final.metrics,
-        "intervals": {"miou": miou_interval(final)},
-        **({"domains": domains} if domains is not None else {}),
-        **({"corruptions": corruptions} if corruptions is not None else {}),
-        **({"calibration": final.calibration.compute()} if final.calibration is not None else {}),
-        **({"boundary": final.boundary.compute()} if final.boundary is not None else {}),
-        "confusion_matrix": final.matrix.tolist(),
-        "per_image": per_image,
-        "per_image_counts": counts,
+        **reported,
+        **further,
         "examples": examples,
         "history": state.history,
         "budget": run.length.record(),
@@ -258,35 +247,13 @@ def crop_macs(model: torch.nn.Module, cell: Cell, cost: dict[str, Any]) -> int |
 
 
 def timed_evaluation(state: TrainState, model, loader, data: CellData, device, autocast, dist: Dist,
-                     final: bool = False) -> EvaluationResult:
-    """evaluate_model under the cell's inference protocol (on this rank's shard, merged over the ranks), its seconds
-    added to the state's evaluation time and kept on the result. final: the reported evaluation, with calibration
-    and boundary IoU."""
+                     protocol: Protocol, final: bool = False) -> EvaluationResult:
+    """evaluate_model under `protocol` (on this rank's shard, merged over the ranks), its seconds added to the
+    state's evaluation time and kept on the result. final: the reported evaluation, with calibration and boundary
+    IoU."""
     started = time.perf_counter()
     dist.sync_buffers(model)
-    result = dist.merge(evaluate_model(model, loader, data.info, device, autocast, final=final,
-                                       protocol=data.protocol))
+    result = dist.merge(evaluate_model(model, loader, data.info, device, autocast, final=final, protocol=protocol))
     result.seconds = time.perf_counter() - started
     state.eval_seconds += result.seconds
     return result
-
-
-def save_per_image_counts(cell_dir: Path, result: EvaluationResult, sample_ids: list[str]) -> dict[str, Any]:
-    """Write the per-image, per-class intersection and union counts (int64 [N, C], compressed .npz) beside the
-    record, atomically; returns the record's reference to the file."""
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, intersection=result.intersection, union=result.union,
-                        sample_id=np.asarray(sample_ids))
-    atomic_write_bytes(cell_dir / PER_IMAGE_COUNTS_FILE, buffer.getvalue())
-    images, classes = result.intersection.shape
-    return {"file": PER_IMAGE_COUNTS_FILE, "images": images, "classes": classes,
-            "arrays": {"intersection": "int64 [images, classes]", "union": "int64 [images, classes]"}}
-
-
-def miou_interval(result: EvaluationResult) -> dict[str, Any]:
-    """95% percentile bootstrap interval of mIoU over the evaluated images (1000 resamples, seed 0)."""
-    low, high = bootstrap_miou_interval(result.intersection, result.union, n_resamples=BOOTSTRAP_RESAMPLES,
-                                        seed=BOOTSTRAP_SEED, confidence=0.95)
-    return {"low": low, "high": high, "confidence": 0.95, "resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED,
-            "method": "percentile bootstrap over val images: images resampled with replacement, mIoU recomputed "
-                      "from the pooled per-class intersections and unions"}

@@ -31,9 +31,13 @@ def _split(cell: Cell, transform: Any, limit: int | None, cache_dir: Path | None
 
 
 def evaluate_corruptions(model: torch.nn.Module, cell: Cell, info: Any, protocol: Protocol, device: torch.device,
-                         autocast, cache_dir: Path | None) -> dict[str, Any]:
+                         autocast, cache_dir: Path | None, earlier: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record's `corruptions` of the selected weights: per (corruption, severity) mIoU and pixel accuracy, and
-    the summaries, on the first `max_images` images of the reported split (eval.corruptions, else eval.max_images)."""
+    the summaries, on the first `max_images` images of the reported split (eval.corruptions, else eval.max_images).
+
+    earlier: the `corruptions` of an earlier evaluation of the same weights under the same protocol; when it was on
+    the same images, its clean mIoU and its results for the (corruption, severity) pairs asked again are kept (the
+    corrupted images are seeded by the cell's seed, so they would come out the same), counted in `kept`."""
     from segbench.datasets.corruptions import CorruptedTransform
 
     settings = cell.eval.corruptions
@@ -47,10 +51,18 @@ def evaluate_corruptions(model: torch.nn.Module, cell: Cell, info: Any, protocol
         metrics = evaluate_model(model, loader, info, device, autocast, protocol=protocol).metrics
         return {"miou": metrics["miou"], "pixel_accuracy": metrics["pixel_accuracy"], "images": len(dataset)}
 
-    clean = scores(plain)
-    results = []
+    images = len(_split(cell, plain, limit, cache_dir))
+    known = {}
+    if earlier is not None and earlier.get("images") == images:
+        known = {(result["name"], result["severity"]): result for result in earlier.get("results", [])}
+    clean = {"miou": earlier["clean_miou"], "images": images} if known else scores(plain)
+    results, kept = [], 0
     for name in settings.names:
         for severity in settings.severities:
+            if (name, severity) in known:
+                results.append(known[name, severity])
+                kept += 1
+                continue
             result = scores(CorruptedTransform(plain, name, severity, cell.seed))
             results.append({"name": name, "severity": severity, "miou": result["miou"],
                             "pixel_accuracy": result["pixel_accuracy"]})
@@ -62,7 +74,7 @@ def evaluate_corruptions(model: torch.nn.Module, cell: Cell, info: Any, protocol
         "clean_miou": clean["miou"], "results": results, "per_corruption": per_corruption,
         "mean_corrupted_miou": mean, "worst": worst,
         "relative_robustness": mean / clean["miou"] if mean is not None and clean["miou"] else None,
-        "seconds": time.perf_counter() - started,
+        "seconds": time.perf_counter() - started, "kept": kept,
         "method": "each image of the reported split corrupted at its native size before the evaluation transform "
                   "(Hendrycks & Dietterich 2019 definitions, seeded per cell seed and image), evaluated under the "
                   f"cell's protocol ({protocol.describe()}); means over severities, then over corruptions; relative "

@@ -37,7 +37,8 @@ class CellData:
     select_set: Dataset | None  # eval.select: best only
     info: Any  # segbench.datasets DatasetInfo: classes, ignore index, palette
     eval_shape: tuple[int, int]  # height, width of the evaluation inputs
-    protocol: Protocol  # how every evaluation of the cell computes its logits (eval.mode, eval.tta)
+    protocol: Protocol  # how the reported evaluations compute their logits (eval.mode, eval.tta)
+    epoch_protocol: Protocol  # the evaluations while training (Protocol.during_training)
     generator: torch.Generator  # the training loader's shuffling, saved in the resumable state
     train_loader: DataLoader
     val_loader: DataLoader
@@ -118,7 +119,8 @@ def make_data(cell: Cell, pad_multiple: int, device: torch.device, cache_dir: Pa
     train_set, val_set = make_datasets(cell, pad_multiple, cache_dir)
     train_set, select_set = make_selection_set(cell, train_set, pad_multiple, cache_dir)
     eval_shape = tuple(val_set[0][0].shape[1:])
-    protocol = Protocol.of(cell.eval, pad_multiple)
+    epoch_protocol = Protocol.during_training(cell.eval, pad_multiple)
+    protocol = Protocol.of(cell.eval, pad_multiple) if cell.trial is None else epoch_protocol
     model_input = protocol.crop if protocol.mode == "slide" else eval_shape  # a slide's forward takes one window
     if (reason := incompatibility(cell.model, cell.encoder, model_input)) is not None:
         raise ConfigError(f"{cell.model} cannot evaluate {model_input[0]}x{model_input[1]} inputs: {reason}; "
@@ -133,8 +135,8 @@ def make_data(cell: Cell, pad_multiple: int, device: torch.device, cache_dir: Pa
     select_loader = None if select_set is None else make_loaders(cell, train_set, dist.shard(select_set),
                                                                  rank_batch, device, generator)[1]
     return CellData(train_set=train_set, val_set=val_set, select_set=select_set, info=dataset_info(val_set),
-                    eval_shape=eval_shape, protocol=protocol, generator=generator, train_loader=train_loader,
-                    val_loader=val_loader, select_loader=select_loader)
+                    eval_shape=eval_shape, protocol=protocol, epoch_protocol=epoch_protocol, generator=generator,
+                    train_loader=train_loader, val_loader=val_loader, select_loader=select_loader)
 
 
 def model_factory(cell: Cell, num_classes: int, device: torch.device) -> Callable[[], torch.nn.Module]:

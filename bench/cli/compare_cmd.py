@@ -48,8 +48,13 @@ def compare(
                       row["change"], row["check"], row["verdict"], style=style)
     console.print(table)
     for item in outcome.not_comparable:
-        console.print(f"not comparable: {item['cell']} (config hash {item['base_hash']} -> {item['current_hash']}: "
-                      "measured under different settings; regenerate the baseline to compare it)")
+        if item["base_hash"] != item["current_hash"]:
+            what = f"config hash {item['base_hash']} -> {item['current_hash']}: trained under different settings"
+        else:
+            what = (f"evaluation settings {item.get('base_evaluation') or 'default'} -> "
+                    f"{item.get('current_evaluation') or 'default'}: evaluated differently (eval.mode, tta, datasets "
+                    "or corruptions)")
+        console.print(f"not comparable: {item['cell']} ({what}; regenerate the baseline to compare it)")
     for slug in outcome.missing_in_current:
         console.print(f"missing in current: {slug}")
     for slug in outcome.missing_in_base:

@@ -7,8 +7,9 @@ of 64x128 crops with the data loading of a real run; there U-Net/ResNet-18 takes
 machine whose 0.70 s makes it about twice as slow. At batch 4 the optimizer's per-step cost still weighs, so larger
 batches come out a little long, and so do runs with several cells in flight (`--parallel`), whose single-threaded
 parts (start-up, evaluation) overlap. The evaluations after training (further datasets, corruptions) are counted
-per evaluated pixel, with the inference protocol's windows and TTA passes. On a GPU nothing is estimated: speeds
-there differ by orders of magnitude.
+per evaluated pixel, with the inference protocol's windows and TTA passes; a finished cell evaluated again with new
+evaluation settings (segbench.cell.attached) counts them all, and the reported split, as if none were kept. On a GPU
+nothing is estimated: speeds there differ by orders of magnitude.
 """
 
 from __future__ import annotations
@@ -77,9 +78,10 @@ def protocol_factor(cell: Cell, height: int, width: int) -> float:
     return factor
 
 
-def further_evaluation_seconds(cell: Cell, cache_dir: Path | None = None) -> float:
-    """Expected seconds of the evaluations after training (0 when there are none, or the split cannot be read)."""
-    passes = further_evaluations(cell)
+def further_evaluation_seconds(cell: Cell, cache_dir: Path | None = None, extra_passes: int = 0) -> float:
+    """Expected seconds of the evaluations after training and `extra_passes` more over the reported split (0 when
+    there are none, or the split cannot be read)."""
+    passes = further_evaluations(cell) + extra_passes
     if not passes:
         return 0.0
     try:
@@ -118,10 +120,12 @@ def training_iterations(cell: Cell, cache_dir: Path | None = None) -> int | None
     return cell.train.epochs * (images // cell.train.batch_size)
 
 
-def estimate_seconds(cells: Iterable[Cell], cache_dir: Path | None = None) -> float | None:
-    """Expected wall seconds of running `cells` one after another on the development CPU; None if any cell's
-    iteration count is unknown."""
-    total = 0.0
+def estimate_seconds(cells: Iterable[Cell], cache_dir: Path | None = None,
+                     evaluated: Iterable[Cell] = ()) -> float | None:
+    """Expected wall seconds of running `cells` one after another on the development CPU, and of evaluating the
+    finished cells `evaluated` again (their saved weights, nothing trained); None if any cell's iteration count is
+    unknown."""
+    total = sum(CELL_OVERHEAD_S + further_evaluation_seconds(cell, cache_dir, extra_passes=1) for cell in evaluated)
     for cell in cells:
         iterations = training_iterations(cell, cache_dir)
         if iterations is None:
@@ -130,20 +134,22 @@ def estimate_seconds(cells: Iterable[Cell], cache_dir: Path | None = None) -> fl
     return total
 
 
-def expected_time(cells: list[Cell], device: str, cache_dir: Path | None = None) -> str | None:
+def expected_time(cells: list[Cell], device: str, cache_dir: Path | None = None,
+                  evaluated: list[Cell] = ()) -> str | None:
     """One line for the start of a run on the CPU, e.g. 'expected time: about 4 min on a 2-core CPU like ours;
     slower machines up to 2-3x'; None on a GPU, with no cells, or when a cell's length is unknown (a compute budget
     among them)."""
-    if not cells or not str(device).startswith("cpu"):
+    if not (cells or evaluated) or not str(device).startswith("cpu"):
         return None
-    seconds = estimate_seconds(cells, cache_dir)
+    seconds = estimate_seconds(cells, cache_dir, evaluated)
     if seconds is None:
         return None
     amount = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{max(seconds, 1):.0f} s"
     return f"expected time: about {amount} on a 2-core CPU like ours; {SLOWER_MACHINES}"
 
 
-def print_expected_time(console, cells: list[Cell], device: str, cache_dir: Path | None = None) -> None:
+def print_expected_time(console, cells: list[Cell], device: str, cache_dir: Path | None = None,
+                        evaluated: list[Cell] = ()) -> None:
     """Print `expected_time`'s line on `console` (a rich Console), when there is one."""
-    if line := expected_time(cells, device, cache_dir):
+    if line := expected_time(cells, device, cache_dir, evaluated):
         console.print(line, highlight=False)

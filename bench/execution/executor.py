@@ -41,6 +41,9 @@ class CellTask:
     batch_size: int | None = None  # overrides the grid's training batch size (out-of-memory retries)
     oom_retries: tuple[dict[str, Any], ...] = ()  # earlier out-of-memory attempts, copied into the record
     placement: Placement | None = None  # set by the executor when it submits the task
+    # A finished cell whose evaluation settings changed: its saved weights are evaluated again, nothing trains
+    # (segbench.cell.attached); a failure or interruption leaves its record as it was.
+    evaluate_only: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +56,7 @@ class CellTask:
             "batch_size": self.batch_size,
             "oom_retries": list(self.oom_retries),
             "placement": self.placement.to_json() if self.placement else None,
+            "evaluate_only": self.evaluate_only,
         }
 
 

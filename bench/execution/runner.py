@@ -22,13 +22,15 @@ from segbench.execution.executor import CellTask, Executor, TaskHandle, TaskOutc
 from segbench.execution.local import LocalProcessExecutor
 from segbench.execution.lock import ResultsLock
 from segbench.execution.progress import ProgressView, make_view
-from segbench.grid.cells import Cell, expand
+from segbench.grid.cells import Cell, expand, record_evaluation
 from segbench.grid.schema import GridConfig, resolve_sync_bn
+from segbench.records.cells import checkpoint_path
 from segbench.records.paths import RECORD_FILE, cell_dir, grids_dir
 from segbench.records.schema import Record
 from segbench.records.store import (
     STATUS_FAILED,
     STATUS_INTERRUPTED,
+    STATUS_OK,
     error_info,
     is_finished,
     new_record,
@@ -144,20 +146,31 @@ def run_grid(
             cells = tuned.cells
         summary = RunSummary(cells=cells)
         pending: list[Cell] = []
+        evaluate: list[Cell] = []  # finished, evaluated with other settings: their saved weights are evaluated again
         for cell in cells:
             record = existing_record(results, cell)
-            if not force and is_finished(record, cell.config_hash, retry_failed):
+            if force or not is_finished(record, cell.config_hash, retry_failed):
+                pending.append(cell)
+            elif not evaluated_alike(record, cell):
+                if checkpoint_path(cell_dir(results, cell.id), record).is_file():
+                    evaluate.append(cell)
+                else:
+                    console.print(f"[yellow]note[/]: {cell.slug} was evaluated with other settings and has no saved "
+                                  "weights to evaluate again; it trains again")
+                    pending.append(cell)
+            else:
                 summary.records[cell.id] = record
                 summary.reused += 1
-            else:
-                pending.append(cell)
         at_once = f", {executor.max_in_flight} at a time" if executor.max_in_flight > 1 else ""
-        console.print(f"[bold]{grid.name}[/]: {len(cells)} cells, {summary.reused} already finished, "
+        again = f"{len(evaluate)} to evaluate again from their saved weights (no training), " if evaluate else ""
+        console.print(f"[bold]{grid.name}[/]: {len(cells)} cells, {summary.reused} already finished, {again}"
                       f"{len(pending)} to run on {device}{at_once}; results in {results}")
-        print_expected_time(console, pending, device, cache_dir)
-        if pending and getattr(executor, "warning", None):  # executors written before `warning` have none
-            console.print(f"[yellow]warning[/]: {executor.warning}")
-        tasks = [CellTask(cell, results, device, cache_dir, uuid.uuid4().hex) for cell in pending]
+        print_expected_time(console, pending, device, cache_dir, evaluate)
+        if (pending or evaluate) and getattr(executor, "warning", None):  # executors written before `warning`
+            console.print(f"[yellow]warning[/]: {executor.warning}")  # have none
+        evaluate_ids, pending_ids = {cell.id for cell in evaluate}, {cell.id for cell in pending}
+        tasks = [CellTask(cell, results, device, cache_dir, uuid.uuid4().hex, evaluate_only=cell.id in evaluate_ids)
+                 for cell in cells if cell.id in pending_ids | evaluate_ids]
         view = view or make_view(console)
         view.begin(len(tasks))
         try:
@@ -171,9 +184,16 @@ def run_grid(
     # Read back what is on disk: after an interruption a worker may have finished a record the loop never saw.
     for cell in cells:
         record = existing_record(results, cell)
-        if record is not None and record.config_hash == cell.config_hash:
+        if record is not None and record.config_hash == cell.config_hash and (
+                cell.id not in summary.records or evaluated_alike(record, cell)):  # not a failed evaluation's
             summary.records[cell.id] = record
     return summary
+
+
+def evaluated_alike(record: Record, cell: Cell) -> bool:
+    """Whether a record of the cell's training identity was evaluated with the cell's evaluation settings (a failed
+    or interrupted one counts as alike: it has no evaluation to redo)."""
+    return record.status != STATUS_OK or record_evaluation(record.config.to_json()) in (cell.evaluation, None)
 
 
 def _run_studies(grid: GridConfig, cells: list[Cell], results: Path, device: str, cache_dir: Path,
@@ -237,11 +257,17 @@ def _settle(outcome: TaskOutcome, interrupted: bool) -> Record:
     if record is not None and record.attempt == task.attempt:
         return record
     status, kind, message = _why_no_record(outcome.returncode, interrupted)
+    if task.evaluate_only:  # the record of the trained cell stays as it was; this one is only shown
+        last = outcome.log_tail.strip().splitlines()[-1:] if outcome.log_tail else []
+        kind, message = ("evaluation" if status == STATUS_FAILED else kind,
+                         f"{last[0] if last and status == STATUS_FAILED else message}; the record of the trained "
+                         "cell is kept as it was, and the next run evaluates its saved weights again")
     extra: dict[str, Any] = {"oom_retries": list(task.oom_retries)} if task.oom_retries else {}
     record = new_record(task.cell, status, attempt=task.attempt, device=task.device,
                         execution=task.placement.to_json() if task.placement else None,
                         error=error_info(kind, message, log_tail=outcome.log_tail), **extra)
-    write_record(task.results, record)
+    if not task.evaluate_only:
+        write_record(task.results, record)
     return record
 
 
@@ -262,7 +288,7 @@ def _out_of_memory_retry(task: CellTask, record: Record) -> CellTask | None:
     world_size = task.cell.train.world_size
     batch_size = task.batch_size or task.cell.train.batch_size
     per_process = batch_size // world_size
-    if record.status != STATUS_FAILED or record.error_kind != "oom" or per_process <= 2:
+    if record.status != STATUS_FAILED or record.error_kind != "oom" or per_process <= 2 or task.evaluate_only:
         return None
     earlier = {"batch_size": batch_size, "error": record.error.message}
     return replace(task, attempt=uuid.uuid4().hex, batch_size=per_process // 2 * world_size, placement=None,

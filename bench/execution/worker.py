@@ -99,6 +99,8 @@ def run_task(task: dict[str, Any]) -> int:
             "device": str(device), "execution": placement}
     if task.get("oom_retries"):
         base["oom_retries"] = task["oom_retries"]
+    if task.get("evaluate_only"):
+        return evaluate_task(task, cell, results, device)
     try:
         if cell.train.world_size > 1:
             from segbench.execution.launch import train_on_ranks
@@ -126,6 +128,36 @@ def run_task(task: dict[str, Any]) -> int:
     with contextlib.suppress(RunnerGone):  # the record is written; a runner that died meanwhile reads it next time
         emit({"event": "done", "status": record.status})
     return code
+
+
+def evaluate_task(task: dict[str, Any], cell: Any, results: Path, device: Any) -> int:
+    """Evaluate a finished cell's saved weights with its new evaluation settings (segbench.cell.attached) and write
+    its record with the new evaluation parts. A failure or an interruption writes nothing: the record stays as the
+    training run left it, and the next run evaluates again; the failure's message is the last line of the log."""
+    from segbench.cell.attached import evaluate_trained
+    from segbench.records.cells import read_cell_record
+    from segbench.records.paths import cell_dir
+    from segbench.records.schema import Record
+    from segbench.records.store import now_iso, write_record
+
+    folder = cell_dir(results, cell.id)
+    try:
+        parts = evaluate_trained(cell, folder, device, Path(task["cache_dir"]))
+        _ignore_interrupts()  # the evaluation is done: a late Ctrl-C must not lose it
+        record = read_cell_record(folder).to_json()
+        record.update(parts, config=cell.resolved(), attempt=task["attempt"], written_at=now_iso(),
+                      finished_at=now_iso())
+        write_record(results, Record.model_validate(record))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        traceback.print_exc(limit=20)
+        sys.stderr.write(f"segbench: evaluating the saved weights of {cell.id} again failed: "
+                         f"{type(exc).__name__}: {' '.join(str(exc).split())}\n")
+        return 1
+    with contextlib.suppress(RunnerGone):
+        emit({"event": "done", "status": "ok"})
+    return 0
 
 
 def _interrupt_once(signum: int, frame: Any) -> None:

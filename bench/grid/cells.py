@@ -39,6 +39,11 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9._+-]+$")
 LATE_KEYS = {"train": ("world_size", "sync_bn", "budget"),
              "eval": ("mode", "crop", "stride", "tta", "datasets", "corruptions")}
 LATE_CELL_KEYS = ("weights", "trial")  # the same for keys of the cell itself
+# The evaluation settings: how the trained weights are evaluated after training (the inference protocol, further
+# datasets, corruptions). They are attached to the trained cell, never part of what trains it: they enter the
+# resolved configuration (the record's `config`, the worker's task) when set, and never the config hash, so that a
+# grid evaluated another way evaluates the saved weights again and trains nothing (segbench.cell.reevaluate).
+EVALUATION_KEYS = ("mode", "crop", "stride", "tta", "datasets", "corruptions")
 
 
 class TrialSpec(Frozen):
@@ -91,15 +96,52 @@ class Cell(Frozen):
                 del resolved[key]
         return resolved
 
+    def training_identity(self) -> dict[str, Any]:
+        """What trains the cell: its resolved configuration without the evaluation settings (EVALUATION_KEYS)."""
+        identity = self.resolved()
+        for key in EVALUATION_KEYS:
+            identity["eval"].pop(key, None)
+        return identity
+
+    @property
+    def evaluation(self) -> dict[str, Any]:
+        """The evaluation settings set away from their defaults, as the record's `config.eval` holds them."""
+        return evaluation_settings(self.resolved()["eval"])
+
     @property
     def config_hash(self) -> str:
-        payload = {"semantics_version": BENCH_SEMANTICS_VERSION, "cell": self.resolved()}
+        payload = {"semantics_version": BENCH_SEMANTICS_VERSION, "cell": self.training_identity()}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
     @property
     def id(self) -> str:
         return f"{self.slug}-{self.config_hash}"
+
+
+def evaluation_settings(resolved_eval: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation settings (EVALUATION_KEYS) of a resolved `eval` section, the keys at their default left out:
+    two cells, or a cell and a record, were evaluated alike when these are equal."""
+    return {key: resolved_eval[key] for key in EVALUATION_KEYS if resolved_eval.get(key) is not None
+            and resolved_eval.get(key) != []}
+
+
+def record_evaluation(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The evaluation settings of a record's configuration (`config` as JSON), as Cell.evaluation gives them; None
+    when this version cannot read the configuration."""
+    from pydantic import ValidationError
+
+    try:
+        return Cell.model_validate(config).evaluation
+    except ValidationError:
+        return None
+
+
+def evaluation_hash(settings: dict[str, Any] | None) -> str | None:
+    """A short hash of evaluation settings (Cell.evaluation, record_evaluation); None when none is set."""
+    if not settings:
+        return None
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:10]
 
 
 @dataclass(frozen=True)

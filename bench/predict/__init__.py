@@ -7,7 +7,7 @@ Must not import `cli`, the only later stage (docs/architecture.md, "What a stage
 tests/test_import_rules.py).
 """
 
+from segbench.cell.trained import TrainedCell, load_trained_cell
 from segbench.predict.prediction import MANIFEST_FILE, Prediction, predict
-from segbench.predict.trained import TrainedCell, load_trained_cell
 
 __all__ = ["MANIFEST_FILE", "Prediction", "TrainedCell", "load_trained_cell", "predict"]

@@ -33,12 +33,12 @@ import torch
 
 from segbench.atomic import atomic_write_json
 from segbench.cell.inference import protocol_logits
+from segbench.cell.trained import TrainedCell, load_trained_cell, prediction_dataset, trained_record
 from segbench.devices import resolve_device, synchronize
 from segbench.errors import ConfigError
 from segbench.predict.inputs import Frame, InputPlan, plan_input, read_frames
 from segbench.predict.outputs import Overlay, VideoWriter, encode_labels, label_value_table, resize_to, write_png
 from segbench.predict.timing import FrameTimes, TimingSplit
-from segbench.predict.trained import TrainedCell, load_trained_cell, prediction_dataset, trained_record
 from segbench.records.store import now_iso
 
 LABELS_DIR = "labels"

@@ -341,7 +341,21 @@ class Corruptions(Part):
     worst: str | None = None
     relative_robustness: float | None = None
     seconds: float | None = None
+    kept: int | None = None  # results kept from an earlier evaluation of the same weights (segbench.cell.attached)
     method: str | None = None
+
+
+class Reevaluation(Part):
+    """One evaluation of a finished cell's saved weights with other evaluation settings than those it was evaluated
+    with before (segbench.cell.attached.evaluate_trained): nothing trained."""
+
+    at: str | None = None
+    seconds: float | None = None
+    device: str | None = None
+    host: str | None = None
+    protocol: str | None = None
+    evaluated: list[str] = Field(default_factory=list)
+    kept: str | None = None
 
 
 class Interval(Part):
@@ -666,6 +680,7 @@ class Record(Part):
     intervals: dict[str, Interval] | None = None
     domains: list[DomainEvaluation] | None = None  # eval.datasets (issue 22)
     corruptions: Corruptions | None = None  # eval.corruptions (issue 22)
+    reevaluations: list[Reevaluation] | None = None  # the saved weights evaluated again, training nothing
     calibration: Calibration | None = None  # records of finished cells from issue 22 on
     boundary: Boundary | None = None
     confusion_matrix: list[list[int]] | None = None
@@ -783,11 +798,14 @@ class SummaryRowBase(Part):
 PROVENANCE_FIELDS: dict[str, Any] = {"machine": (str | None, None), "latency_spread": (float | None, None),
                                      "latency_workload": (str | None, None)}
 # One summary row, its fields in the file's order: identity, a field per summary metric of the catalogue (the only
-# ones `compare` checks; counts stay integers), then the latency's provenance.
+# ones `compare` checks; counts stay integers), then the latency's provenance, then the hash of the cell's
+# evaluation settings (segbench.grid.cells.evaluation_hash; None: all at their defaults), which the gate compares
+# beside the config hash.
 SummaryRow = create_model(
     "SummaryRow", __base__=SummaryRowBase,
     **{key: (int | float | None, None) for key in SUMMARY_FIELDS if key not in SummaryRowBase.model_fields},
     **PROVENANCE_FIELDS,
+    evaluation=(str | None, None),
 )
 
 

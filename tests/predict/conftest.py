@@ -13,14 +13,9 @@ from typer.testing import CliRunner
 
 from segbench.cli import app
 
-from support.grids import tiny_grid
+from support.grids import PREDICT_GRID as GRID
+from support.grids import PREDICT_SYNTHETIC as SYNTHETIC
 from support.records import record, write_results
-
-# Images of 56x120 are not multiples of unet's 32, so evaluation pads them and predict must crop the padding away;
-# 3 val images at eval batch 2 make a full and a partial batch.
-SYNTHETIC = {"n_train": 4, "n_val": 3, "height": 56, "width": 120, "seed": 11}
-GRID = tiny_grid("predict", dataset=SYNTHETIC, train={"epochs": 1, "batch_size": 2, "lr": 0.001},
-                 eval={"batch_size": 2}, measure={"enabled": False})
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,14 @@ def tiny_grid(name: str = "tiny", *, dataset: dict[str, Any] | None = None, trai
     return document | sections
 
 
+# The grid of the trained cell shared by the tests of predict (tests/predict/conftest.py). Images of 56x120 are not
+# multiples of unet's 32, so evaluation pads them and predict must crop the padding away; 3 val images at eval
+# batch 2 make a full and a partial batch.
+PREDICT_SYNTHETIC = {"n_train": 4, "n_val": 3, "height": 56, "width": 120, "seed": 11}
+PREDICT_GRID = tiny_grid("predict", dataset=PREDICT_SYNTHETIC, train={"epochs": 1, "batch_size": 2, "lr": 0.001},
+                         eval={"batch_size": 2}, measure={"enabled": False})
+
+
 def write_grid(path: Path, document: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(document))

@@ -285,10 +285,10 @@ def finished_parts(cell: Any, miou: float | None, matrix: np.ndarray | None, cla
                    absent: Iterable[int], history_shares: Sequence[float], epoch_time_s: float,
                    iterations_per_epoch: int, intervals: bool, train_time_s: float) -> dict[str, Any]:
     """What `train_and_evaluate` returns for a finished cell, but cost and throughput."""
+    from segbench.cell.attached import miou_interval
     from segbench.cell.budget import BASIS_EPOCHS, TrainingLength
     from segbench.cell.data import loader_settings
     from segbench.cell.distributed import SINGLE
-    from segbench.cell.pipeline import miou_interval
     from segbench.cell.selection import SelectionRule
     from segbench.metrics.compute import compute_metrics
     from segbench.records.paths import CHECKPOINT_FILE, PER_IMAGE_COUNTS_FILE
@@ -396,13 +396,15 @@ def write_cell_files(results: Path, item: dict[str, Any], checkpoint: dict[str, 
     from PIL import Image
 
     from segbench.atomic import atomic_torch_save, atomic_write_bytes
-    from segbench.cell.pipeline import save_per_image_counts
+    from segbench.cell.attached import per_image_counts as counts_file
+    from segbench.cell.attached import write_per_image_counts
     from segbench.records.paths import cell_dir
 
     folder = cell_dir(results, item["cell_id"])
     images = split_by_image(np.asarray(item["confusion_matrix"], dtype=np.int64), item["per_image_counts"]["images"])
     intersection, union = per_image_counts(images)
-    save_per_image_counts(folder, SimpleNamespace(intersection=intersection, union=union), sample_ids(item))
+    counts, _ = counts_file(SimpleNamespace(intersection=intersection, union=union), sample_ids(item))
+    write_per_image_counts(folder, counts)
     params = item["config"]["dataset"]["params"]
     num_classes = len(item["dataset"]["classes"])
     generator = np.random.default_rng(0)

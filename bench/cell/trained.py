@@ -1,4 +1,5 @@
-"""A trained cell from its folder: its record, its checkpoint loaded into its architecture, its evaluation transform.
+"""A trained cell from its folder: its record, its checkpoint loaded into its architecture, its evaluation transform
+(used by `segbench predict` and by evaluating a finished cell again, attached.py).
 
 Everything `segbench predict` needs to know about a cell comes from the cell folder alone (the record, found and
 read by segbench.records.cells, is the source of truth); nothing is read from the grid file or the dataset.
