@@ -90,6 +90,41 @@ def pareto_figure(records: list[Record], path: Path, title: str) -> Path | None:
     return _save(figure, path)
 
 
+def deployment_figure(records: list[Record], path: Path, title: str) -> Path | None:
+    """mIoU against batch-1 latency of every measured deployed form of every cell (eager fp32 included), one marker
+    per runtime and precision, with the Pareto front over all of them."""
+    points = []
+    for record in records:
+        forms = record.deployment.forms if record.deployment else []
+        timed = [form.latency for form in forms if form.latency]
+        for form in forms:
+            if form.miou is None or not (form.latency or (form.status == "reference" and timed)):
+                continue
+            latency = (form.latency["batch_1"]["latency_ms_p50"] if form.latency
+                       else timed[0]["batch_1"]["eager_latency_ms_p50"])
+            points.append((_label(record), f"{form.runtime} {form.precision}", latency, form.miou * 100))
+    if not points:
+        return None
+    figure, axis = plt.subplots(figsize=(8, 5))
+    kinds = list(dict.fromkeys(kind for _, kind, _, _ in points))
+    markers = "osD^v<>PX*"
+    for index, kind in enumerate(kinds):
+        chosen = [p for p in points if p[1] == kind]
+        axis.scatter([p[2] for p in chosen], [p[3] for p in chosen], marker=markers[index % len(markers)], s=40,
+                     label=kind, zorder=3)
+    xs, ys = [p[2] for p in points], [p[3] for p in points]
+    front = pareto_front(xs, ys)
+    axis.plot([xs[i] for i in front], [ys[i] for i in front], "-", color="tab:red", drawstyle="steps-post", zorder=2,
+              label="Pareto front")
+    place_labels(figure, axis, [(points[i][0], xs[i], ys[i]) for i in front])
+    axis.set(xlabel="latency p50 at batch 1 (ms)", ylabel="mIoU (%)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.suptitle(f"{title}: accuracy vs deployed latency; up and to the left is better")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
 def _clusters(xs: list[float], ys: list[float], radius: float = 0.035) -> list[list[int]]:
     """Groups of points that would overlap on the plot (within `radius` of the axes' ranges), so that they get
     one label "2,3" instead of two labels printed over each other."""

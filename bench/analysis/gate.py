@@ -29,7 +29,7 @@ from segbench.analysis.latency_gate import LatencyGating, is_timed, timed_specs,
 from segbench.analysis.seed_gate import SeedTest, seed_test
 from segbench.errors import ConfigError
 from segbench.metrics.catalogue import SUMMARY_FIELDS
-from segbench.records.rows import configuration_slug
+from segbench.records.rows import configuration_slug, is_deployment_field
 from segbench.records.schema import Summary, SummaryRow
 from segbench.registry import did_you_mean
 
@@ -70,10 +70,11 @@ def parse_check(text: str) -> Check:
             "(relative rise), the sign being the direction of a regression."
         )
     name = match["field"]
-    if name not in SUMMARY_FIELDS:
+    if name not in SUMMARY_FIELDS and not is_deployment_field(name):
         choices = sorted(SUMMARY_FIELDS)
         raise ConfigError(f"--fail-on '{text}' names an unknown field '{name}'{did_you_mean(name, choices)}; "
-                          f"valid fields: {', '.join(choices)}.")
+                          f"valid fields: {', '.join(choices)}, and where measured latency_ratio_<runtime>_"
+                          "<precision>, miou_<runtime>_<precision> and int8_miou_drop.")
     return Check(name, +1 if match["sign"] == "+" else -1, float(match["amount"]), bool(match["percent"]))
 
 

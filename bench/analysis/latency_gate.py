@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from segbench.errors import SegbenchError
 from segbench.metrics.catalogue import TIMED_FIELDS
+from segbench.records.rows import is_timed_deployment_field
 from segbench.records.schema import Summary, SummaryRow
 
 STABLE_TOLERANCE_PCT = 10.0  # make baseline: timing rounds and identical workloads must agree within this
@@ -92,7 +93,7 @@ def machine_label(summary: Summary, machine_id: str) -> str:
 
 
 def is_timed(field_name: str) -> bool:
-    return field_name in TIMED_FIELDS
+    return field_name in TIMED_FIELDS or is_timed_deployment_field(field_name)
 
 
 def stability_problems(summary: Summary, tolerance_pct: float = STABLE_TOLERANCE_PCT) -> list[str]:

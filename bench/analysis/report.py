@@ -149,6 +149,7 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[Record]) ->
     _calibration_section(writer, slug, name, records)
     _domains_section(writer, slug, records)
     _robustness_section(writer, slug, name, records)
+    _deployment_section(writer, slug, name, records)
     writer.add("### Training curves")
     writer.figure(figures.training_curves_figure(records, writer.figures_dir / f"{slug}-training.png", name),
                   "training loss and val mIoU per epoch")
@@ -232,6 +233,34 @@ def _domains_section(writer: ReportWriter, slug: str, records: list[Record]) -> 
                "Cityscapes counterparts; classes without a counterpart ignored). Gap: mIoU there minus mIoU on the "
                "cell's own split, in points.")
     writer.table(tables.domains_frame(evaluated), tables.DOMAINS, f"domains-{slug}.csv")
+
+
+def _deployment_section(writer: ReportWriter, slug: str, name: str, records: list[Record]) -> None:
+    """The cells in each deployed form of measure.runtimes x measure.precisions (segbench.cell.deployment)."""
+    deployed = [record for record in records if record.deployment and record.deployment.forms]
+    if not deployed:
+        return
+    first = deployed[0].deployment
+    export = first.onnx or {}
+    writer.add("### Deployment",
+               "Each trained cell exported and run as it would ship. Latency: batch 1 (p50) and batch N (throughput), "
+               "each form timed alternately with eager PyTorch fp32 in the same process, with the measurement's "
+               f"warm-up and budget ({first.threads} thread(s) on the CPU); the ratio to eager moves between CPUs, so "
+               "compare it on one machine. Accuracy: each form evaluated on the reported split under the cell's "
+               "protocol, its own mIoU, its change from eager fp32 and the share of pixels it predicts as eager "
+               "fp32 does."
+               + (f" ONNX: {export.get('exporter')}, opset {export.get('opset')}." if export else "")
+               + (f" INT8: ONNX Runtime static quantization ({first.int8.get('format')}, "
+                  f"{first.int8.get('activations')} activations, {first.int8.get('weights')} weights, "
+                  f"{first.int8.get('calibration')} calibration on {first.int8.get('images')} training images "
+                  "chosen by the seed)." if first.int8 else ""))
+    writer.table(tables.deployment_frame(deployed), tables.DEPLOYMENT, f"deployment-{slug}.csv")
+    skipped = {f"{form.runtime} {form.precision}": form.reason for record in deployed
+               for form in record.deployment.forms if form.status == "skipped"}
+    if skipped:
+        writer.add("Not measured: " + "; ".join(f"{form} ({reason})" for form, reason in skipped.items()) + ".")
+    writer.figure(figures.deployment_figure(deployed, writer.figures_dir / f"{slug}-deployment.png", name),
+                  "mIoU vs deployed latency (batch 1) with the Pareto front")
 
 
 def _calibration_section(writer: ReportWriter, slug: str, name: str, records: list[Record]) -> None:

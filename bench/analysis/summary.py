@@ -17,7 +17,7 @@ from pathlib import Path
 from segbench.errors import ConfigError
 from segbench.grid.cells import evaluation_hash, record_evaluation
 from segbench.records.paths import cells_dir
-from segbench.records.rows import record_row
+from segbench.records.rows import deployment_values, record_row
 from segbench.records.schema import (
     SUMMARY_KIND,
     SUMMARY_VERSION,
@@ -62,7 +62,8 @@ def summary_row(record: Record) -> SummaryRow:
     (None where not measured)."""
     row = record_row(record)
     evaluation = evaluation_hash(record_evaluation(record.config.to_json()))
-    return SummaryRow.model_validate({**{key: row.get(key) for key in ROW_FIELDS}, "evaluation": evaluation})
+    return SummaryRow.model_validate({**{key: row.get(key) for key in ROW_FIELDS}, "evaluation": evaluation,
+                                      **deployment_values(record)})
 
 
 def latency_conditions(record: Record) -> LatencyConditions | None:

@@ -128,6 +128,41 @@ CALIBRATION: dict[str, Column] = {"cell": CELL, "miou": metric_column("miou"),
                                   "boundary_miou": metric_column("boundary_miou"), "ece": metric_column("ece")}
 
 
+DEPLOYMENT: dict[str, Column] = {
+    "cell": CELL, "runtime": Column("runtime", str), "precision": Column("precision", str),
+    "latency_ms_p50": Column("latency p50 b1 (ms)", fixed(2), -1),
+    "throughput_images_per_s": Column("throughput bN (img/s)", fixed(1), +1),
+    "ratio_to_eager": Column("b1 latency / eager", fixed(2), -1),
+    "miou": Column("mIoU %", PERCENT, +1), "miou_change": Column("change from eager fp32 (points)", fixed(2, 0.01)),
+    "agreement": Column("pixels as eager fp32 %", fixed(3, 0.01), +1), "status": Column("status", str)}
+
+
+def deployment_frame(records: list[Record]) -> pd.DataFrame:
+    """One row per cell and deployed form (measure.runtimes x precisions) that was measured or failed:
+    batch-1 latency and its ratio to eager fp32 timed in the same process, batch-N throughput, the form's own mIoU,
+    its change from eager fp32 and its agreement with eager fp32's predictions; a failed form shows why in `status`
+    (skipped ones are left out). Cells in record order, forms in the grid's order."""
+    rows = []
+    for record in records:
+        forms = record.deployment.forms if record.deployment else []
+        timed = [form.latency for form in forms if form.latency]  # each holds eager fp32's, timed beside it
+        for form in forms:
+            if form.status == "skipped":  # said once under the table (report.py)
+                continue
+            latency = form.latency or {}
+            one, many = latency.get("batch_1") or {}, latency.get("batch_n") or {}
+            status = form.status if form.reason is None else f"{form.status}: {form.reason}"
+            if form.status == "reference" and timed:  # eager fp32 as timed beside the first measured form
+                status = "reference (eager PyTorch fp32)"
+                one = {"latency_ms_p50": timed[0]["batch_1"]["eager_latency_ms_p50"], "ratio_to_eager": 1.0}
+            rows.append({"cell": record_row(record)["label"], "runtime": form.runtime, "precision": form.precision,
+                         "latency_ms_p50": one.get("latency_ms_p50"),
+                         "throughput_images_per_s": many.get("throughput_images_per_s"),
+                         "ratio_to_eager": one.get("ratio_to_eager"), "miou": form.miou,
+                         "miou_change": form.miou_change, "agreement": form.agreement, "status": status})
+    return pd.DataFrame(rows, columns=list(DEPLOYMENT))
+
+
 def calibration_frame(records: list[Record]) -> pd.DataFrame:
     """mIoU, boundary mIoU and ECE per cell, best mIoU first."""
     return _cells(records, tuple(CALIBRATION), ranked=True)

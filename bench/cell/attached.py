@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from segbench.atomic import atomic_write_bytes
+from segbench.cell.deployment import forward_shape, measure_deployment, wants_deployment
 from segbench.cell.domains import evaluate_domains
 from segbench.cell.evaluate import EvaluationResult
 from segbench.cell.examples import sample_id
@@ -148,8 +149,20 @@ def evaluate_trained(cell: Cell, cell_dir: Path, device: torch.device, cache_dir
     further = further_parts(model, cell, info, protocol, device, autocast, cache_dir,
                             earlier=record if protocol == before else None)
     parts.update(further)
+    measured_again = protocol != before or trained.cell.evaluation.get("measure") != cell.evaluation.get("measure")
+    if wants_deployment(cell) and measured_again:
+        earlier = record.deployment.to_json() if record.deployment is not None and protocol == before else None
+        parts["deployment"] = measure_deployment(model, cell, cell_dir, val_set, info, protocol, device,
+                                                 forward_shape(protocol, tuple(val_set[0][0].shape[1:])),
+                                                 cache_dir, earlier)
+        measured = [f"{form['runtime']} {form['precision']}" for form in parts["deployment"]["forms"]
+                    if form not in (earlier or {}).get("forms", [])]
+        evaluated.append(f"deployment: {', '.join(measured) or 'nothing new'}")
+    asked = {"domains": bool(cell.eval.datasets), "corruptions": cell.eval.corruptions is not None,
+             "deployment": wants_deployment(cell)}
+    parts.update({key: None for key, wanted in asked.items() if not wanted})  # asked no more: the record drops them
     kept_domains = [entry.to_json() for entry in (record.domains or [])]
-    evaluated += [f"dataset {entry['dataset']} ({entry['split']})" for entry in further.get("domains", [])
+    evaluated += [f"dataset {entry['dataset']} ({entry['split']})" for entry in further.get("domains") or []
                   if entry not in kept_domains]  # a kept entry is the earlier one, its seconds included
     if "corruptions" in further:
         part = further["corruptions"]

@@ -23,6 +23,7 @@ from segbench import faults
 from segbench.atomic import atomic_torch_save
 from segbench.cell.attached import further_parts, reported_parts, write_per_image_counts
 from segbench.cell.data import loader_settings
+from segbench.cell.deployment import forward_shape, measure_deployment, wants_deployment
 from segbench.cell.distributed import SINGLE, Dist
 from segbench.cell.evaluate import EvaluationResult, evaluate_model
 from segbench.cell.examples import save_examples
@@ -163,6 +164,9 @@ def record_parts(cell: Cell, cell_dir: Path, device: torch.device, run: Training
                       if protocol.mode == "slide" or protocol.tta else None)
     cost = (cell_cost(model, cell, (3, *data.eval_shape), device, train_batch_size=run.rank_batch,
                       protocol=timed_protocol) if cell.measure.enabled else {"params": count_params(model)})
+    if keep and wants_deployment(cell):  # asked for explicitly: also with measure.enabled false
+        further["deployment"] = measure_deployment(model, cell, cell_dir, data.val_set, data.info, protocol, device,
+                                                   forward_shape(protocol, data.eval_shape), cache_dir)
     run.state_path.unlink(missing_ok=True)
     median_step = float(np.median(state.step_times)) if state.step_times else None
     images_per_s = run.batch_size / median_step if median_step else None

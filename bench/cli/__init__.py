@@ -14,6 +14,7 @@ from segbench.cli import (
     compare_cmd,
     data_cmd,
     evaluate_cmd,
+    export_cmd,
     list_cmd,
     predict_cmd,
     profile_cmd,
@@ -55,6 +56,7 @@ app.command("compare")(compare_cmd.compare)
 app.add_typer(data_cmd.app, name="data")
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
+app.add_typer(export_cmd.app, name="export")
 app.command("show")(show_cmd.show)
 app.command("schema")(schema_cmd.schema)
 app.add_typer(weights_cmd.app, name="weights")

@@ -28,6 +28,10 @@ def predict(
                                           "(default: the cell's eval.batch_size)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier prediction in --out."),
+    runtime: str = typer.Option("torch", "--runtime", help="torch (the checkpoint, eager) or onnxruntime (the "
+                                "cell's ONNX export on ONNX Runtime's CPU provider; needs the deploy extra)."),
+    onnx: Path | None = typer.Option(None, "--onnx", help="The ONNX model for --runtime onnxruntime (default: "
+                                     "CELL_DIR/model.onnx; `segbench export onnx CELL_DIR --out DIR` writes one)."),
 ) -> None:
     """Predict every image or video frame with the cell's checkpoint and its evaluation preprocessing.
 
@@ -43,11 +47,12 @@ def predict(
                   disable=not err_console.is_terminal) as progress:
         task = progress.add_task("predicting", total=None)
         result = run_predict(cell_dir, input_path, out, label_format, overlay, alpha, batch_size, device, force,
-                             lambda done: progress.update(task, completed=done))
+                             lambda done: progress.update(task, completed=done), runtime, onnx)
     manifest = result.manifest
     timing = manifest["timing"]
     console = Console()
-    table = Table(title=f"{manifest['cell_id']} on {manifest['device']}, batch {manifest['batch_size']}: "
+    runtime = "" if manifest["runtime"] == "torch" else f" ({manifest['runtime']})"
+    table = Table(title=f"{manifest['cell_id']} on {manifest['device']}{runtime}, batch {manifest['batch_size']}: "
                         f"{result.frames} frames")
     for column in ("stage", "ms/frame (mean)", "ms/frame (median)", "share"):
         table.add_column(column, justify="left" if column == "stage" else "right")

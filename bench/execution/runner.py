@@ -118,6 +118,7 @@ def run_grid(
     places cells on, 'cpu' or 'cuda': a cluster's GPUs need not be this host's); view replaces the display chosen
     for the console (bars on a terminal, lines otherwise)."""
     from segbench.datasets import default_cache_dir
+    from segbench.measure.deploy import check_deploy_extra
     from segbench.models.pretrained import resolve_weights
 
     console = console or Console(stderr=True)
@@ -131,6 +132,7 @@ def run_grid(
     # Every pretrained weights file in the Hub cache (fetched when it can be) before anything is written or trained:
     # offline without them, the run stops with the fetch command and leaves the results folder as it was.
     resolve_weights((cell.encoder, cell.weights) for cell in expansion.cells)
+    check_deploy_extra(grid.measure.runtimes)  # onnxruntime without the `deploy` extra: one sentence, nothing written
     check_writable(results)
     with ResultsLock(results) as lock:
         if lock.previous_holder:

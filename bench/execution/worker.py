@@ -147,6 +147,7 @@ def evaluate_task(task: dict[str, Any], cell: Any, results: Path, device: Any) -
         record = read_cell_record(folder).to_json()
         record.update(parts, config=cell.resolved(), attempt=task["attempt"], written_at=now_iso(),
                       finished_at=now_iso())
+        record = {key: value for key, value in record.items() if key not in parts or value is not None}
         write_record(results, Record.model_validate(record))
     except KeyboardInterrupt:
         return 130

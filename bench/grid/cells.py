@@ -37,13 +37,16 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9._+-]+$")
 # Keys added after benchmark-semantics version 2 enter the resolved configuration, and so the config hash, only
 # when set away from their default: the cells of existing results keep their ids, stay comparable and resume.
 LATE_KEYS = {"train": ("world_size", "sync_bn", "budget"),
-             "eval": ("mode", "crop", "stride", "tta", "datasets", "corruptions")}
+             "eval": ("mode", "crop", "stride", "tta", "datasets", "corruptions"),
+             "measure": ("runtimes", "precisions", "int8_calibration_images")}
 LATE_CELL_KEYS = ("weights", "trial")  # the same for keys of the cell itself
-# The evaluation settings: how the trained weights are evaluated after training (the inference protocol, further
-# datasets, corruptions). They are attached to the trained cell, never part of what trains it: they enter the
-# resolved configuration (the record's `config`, the worker's task) when set, and never the config hash, so that a
-# grid evaluated another way evaluates the saved weights again and trains nothing (segbench.cell.reevaluate).
-EVALUATION_KEYS = ("mode", "crop", "stride", "tta", "datasets", "corruptions")
+# The evaluation settings, per section: how the trained weights are evaluated and measured after training (the
+# inference protocol, further datasets, corruptions, deployment runtimes and precisions). They are attached to the
+# trained cell, never part of what trains it: they enter the resolved configuration (the record's `config`, the
+# worker's task) when set, and never the config hash, so that a grid evaluated another way evaluates the saved
+# weights again and trains nothing (segbench.cell.attached).
+EVALUATION_KEYS = {"eval": ("mode", "crop", "stride", "tta", "datasets", "corruptions"),
+                   "measure": ("runtimes", "precisions", "int8_calibration_images")}
 
 
 class TrialSpec(Frozen):
@@ -99,14 +102,16 @@ class Cell(Frozen):
     def training_identity(self) -> dict[str, Any]:
         """What trains the cell: its resolved configuration without the evaluation settings (EVALUATION_KEYS)."""
         identity = self.resolved()
-        for key in EVALUATION_KEYS:
-            identity["eval"].pop(key, None)
+        for section, keys in EVALUATION_KEYS.items():
+            for key in keys:
+                identity[section].pop(key, None)
         return identity
 
     @property
     def evaluation(self) -> dict[str, Any]:
-        """The evaluation settings set away from their defaults, as the record's `config.eval` holds them."""
-        return evaluation_settings(self.resolved()["eval"])
+        """The evaluation settings set away from their defaults, as the record's `config` holds them, by section
+        (e.g. {"eval": {"mode": "slide", ...}}; {} when all are at their defaults)."""
+        return evaluation_settings(self.resolved())
 
     @property
     def config_hash(self) -> str:
@@ -119,11 +124,12 @@ class Cell(Frozen):
         return f"{self.slug}-{self.config_hash}"
 
 
-def evaluation_settings(resolved_eval: dict[str, Any]) -> dict[str, Any]:
-    """The evaluation settings (EVALUATION_KEYS) of a resolved `eval` section, the keys at their default left out:
-    two cells, or a cell and a record, were evaluated alike when these are equal."""
-    return {key: resolved_eval[key] for key in EVALUATION_KEYS if resolved_eval.get(key) is not None
-            and resolved_eval.get(key) != []}
+def evaluation_settings(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation settings (EVALUATION_KEYS) of a resolved configuration, by section, the keys at their default
+    (absent from it) left out: two cells, or a cell and a record, were evaluated alike when these are equal."""
+    settings = {section: {key: resolved[section][key] for key in keys if key in resolved.get(section, {})}
+                for section, keys in EVALUATION_KEYS.items()}
+    return {section: values for section, values in settings.items() if values}
 
 
 def record_evaluation(config: dict[str, Any]) -> dict[str, Any] | None:

@@ -279,6 +279,25 @@ class MeasureConfig(Frozen):
     macs: bool = True
     memory: bool = True  # peak memory of one training step and one inference batch (a fresh process on the CPU)
     threads: int | None = Field(None, ge=1)  # CPU threads while timing latency; None keeps the process's setting
+    # Deployment cost (segbench.cell.deployment): each trained cell in each runtime x precision that applies, its
+    # latency against eager PyTorch in the same process and the accuracy the deployed form keeps. The default is
+    # today's eager fp32 measurement alone; asked for, they are measured also with `enabled: false`. onnxruntime and
+    # tensorrt need the `deploy` extra.
+    runtimes: tuple[Literal["torch", "torch-compile", "onnxruntime", "tensorrt"], ...] = ("torch",)
+    precisions: tuple[Literal["fp32", "fp16", "bf16", "int8"], ...] = ("fp32",)
+    int8_calibration_images: int = Field(32, ge=1)  # training images (chosen by the seed) calibrating INT8
+
+    @model_validator(mode="after")
+    def _deployment(self) -> MeasureConfig:
+        for key in ("runtimes", "precisions"):
+            values = getattr(self, key)
+            if not values:
+                raise ValueError(f"measure.{key} is empty; list at least one (the default is "
+                                 f"[{type(self).model_fields[key].default[0]}])")
+            repeated = sorted({value for value in values if values.count(value) > 1})
+            if repeated:
+                raise ValueError(f"measure.{key} lists '{repeated[0]}' twice; list each once")
+        return self
 
 
 class ExcludeRule(Frozen):

@@ -6,7 +6,8 @@ Output folder (`out`):
                                  name, which `segbench evaluate` and cityscapesScripts match)
     overlays/<name>.png          with `overlay`: the image blended with the class colours, legend underneath
     <video stem>_overlay.mp4     for a video input: the overlay of every frame
-    predict.json                 what ran (cell, checkpoint, preprocessing, device, batch) and the timing split
+    predict.json                 what ran (cell, checkpoint, runtime and ONNX file, preprocessing, device, batch) and
+                                 the timing split
 
 Nothing is half-written: every input and option is checked first, the outputs are written into a temporary folder
 beside `out`, which replaces `out` only when every frame is done; on any error the temporary folder is removed.
@@ -16,12 +17,15 @@ ImageNet normalisation, bottom/right padding to the architecture's multiple) in 
 logits follow its inference protocol (eval.mode, eval.tta: segbench.cell.inference); the padding is cropped from the
 prediction. With `eval.size` set, the prediction made at that size is resized back to the
 input's size by nearest neighbour, so every label PNG has its image's size.
+
+Runtime: `torch` runs the cell's checkpoint eagerly; `onnxruntime` runs its ONNX export (`segbench export onnx`, or
+the cell folder's model.onnx of a grid that measured onnxruntime) with ONNX Runtime's CPU provider, in place of the
+eager model under the same protocol (export.py).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,8 +40,10 @@ from segbench.cell.inference import protocol_logits
 from segbench.cell.trained import TrainedCell, load_trained_cell, prediction_dataset, trained_record
 from segbench.devices import resolve_device, synchronize
 from segbench.errors import ConfigError
+from segbench.predict.export import RUNTIMES, onnx_forward, onnx_model_file
 from segbench.predict.inputs import Frame, InputPlan, plan_input, read_frames
 from segbench.predict.outputs import Overlay, VideoWriter, encode_labels, label_value_table, resize_to, write_png
+from segbench.predict.staging import check_out, staged
 from segbench.predict.timing import FrameTimes, TimingSplit
 from segbench.records.store import now_iso
 
@@ -75,17 +81,27 @@ class _Outputs:
 
 def predict(cell_dir: Path, input_path: Path, out: Path, label_format: str = "trainids", overlay: bool = False,
             alpha: float = 0.5, batch_size: int | None = None, device: str = "auto", force: bool = False,
-            progress: Callable[[int], None] | None = None) -> Prediction:
+            progress: Callable[[int], None] | None = None, runtime: str = "torch",
+            onnx: Path | None = None) -> Prediction:
     """Predict every frame of `input_path` with the cell in `cell_dir` into `out` (layout: module docstring).
 
     batch_size: frames per forward pass (default: the cell's eval.batch_size); consecutive frames of one size are
-    batched. progress: called with the number of frames done. Raises SegbenchError for bad input, before writing.
+    batched. progress: called with the number of frames done. runtime: 'torch' or 'onnxruntime'; onnx: the ONNX
+    file for onnxruntime (default: the cell folder's model.onnx). Raises SegbenchError for bad input, before writing.
     """
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, not {batch_size}.")
-    torch_device = torch.device(resolve_device(device))
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"--runtime '{runtime}' is unknown; choose {' or '.join(RUNTIMES)}.")
+    if onnx is not None and runtime != "onnxruntime":
+        raise ConfigError("--onnx runs with --runtime onnxruntime; add --runtime onnxruntime or leave --onnx out.")
+    if runtime == "onnxruntime" and device not in ("auto", "cpu"):
+        raise ConfigError(f"--runtime onnxruntime runs on ONNX Runtime's CPU provider, not --device {device}; pass "
+                          "--device cpu or leave --device out.")
+    torch_device = torch.device("cpu" if runtime == "onnxruntime" else resolve_device(device))
     # The cheap checks first, so that a typo is reported at once and not after loading the model.
     record = trained_record(cell_dir)
+    onnx_file = onnx_model_file(cell_dir, record, onnx) if runtime == "onnxruntime" else None
     dataset = prediction_dataset(record, cell_dir)
     table = label_value_table(record, label_format)
     plan = plan_input(input_path)
@@ -94,50 +110,32 @@ def predict(cell_dir: Path, input_path: Path, out: Path, label_format: str = "tr
     painter = Overlay(dataset.classes, dataset.palette, dataset.ignore_index, alpha,
                       fixed_legend=plan.is_video) if overlay or plan.is_video else None
     trained = load_trained_cell(cell_dir, torch_device)
+    if onnx_file is not None:  # the exported model in place of the eager one, under the same protocol
+        trained = dataclasses.replace(trained, model=onnx_forward(onnx_file))
     batch_size = batch_size or trained.cell.eval.batch_size
 
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    first_new = next((folder for folder in reversed([out.parent, *out.parent.parents]) if not folder.exists()), None)
-    staging.mkdir(parents=True)
-    video = None
-    try:
-        if plan.is_video:
-            video = VideoWriter(staging / f"{plan.video.stem}_overlay.mp4", plan.fps)
-        outputs = _Outputs(staging, table, painter, overlay, video)
-        timing = _predict_frames(trained, plan, outputs, batch_size, progress)
-        manifest = _manifest(trained, plan, label_format, overlay, alpha, batch_size, video, timing)
-        atomic_write_json(staging / MANIFEST_FILE, manifest)
-        _replace(staging, out)
-    except BaseException:
-        if video is not None:
-            video.close()
-        shutil.rmtree(first_new or staging, ignore_errors=True)  # with any folders made to hold it
-        raise
+    with staged(out) as staging:
+        video = None
+        try:
+            if plan.is_video:
+                video = VideoWriter(staging / f"{plan.video.stem}_overlay.mp4", plan.fps)
+            outputs = _Outputs(staging, table, painter, overlay, video)
+            timing = _predict_frames(trained, plan, outputs, batch_size, progress)
+            manifest = _manifest(trained, plan, label_format, overlay, alpha, batch_size, video, timing, onnx_file)
+            atomic_write_json(staging / MANIFEST_FILE, manifest)
+        except BaseException:
+            if video is not None:
+                video.close()
+            raise
     return Prediction(out, manifest["frames"], out / video.path.name if video else None, manifest)
 
 
 def _check_out(out: Path, plan: InputPlan, force: bool) -> None:
     """Refuse an --out that holds other files, or that lies inside the input folder (a rerun would read it)."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; name a folder to write the predictions into.")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / MANIFEST_FILE).is_file():
-            raise ConfigError(f"--out {out} already holds files that predict did not write; choose a new folder.")
-        if not force:
-            raise ConfigError(f"--out {out} holds an earlier prediction; choose a new folder or pass --force to "
-                              "replace it.")
+    check_out(out, MANIFEST_FILE, force, "predict", "prediction")
     if plan.source.is_dir() and out.resolve().is_relative_to(plan.source.resolve()):
         raise ConfigError(f"--out {out} is inside the --input folder {plan.source}; a later run would read the "
                           "predictions as input, so choose a folder outside it.")
-
-
-def _replace(staging: Path, out: Path) -> None:
-    """Move the finished staging folder to `out`, replacing an earlier prediction (or an empty folder) there."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _predict_frames(trained: TrainedCell, plan: InputPlan, outputs: _Outputs, batch_size: int,
@@ -220,7 +218,8 @@ def _run_batch(trained: TrainedCell, batch: list[_Pending], outputs: _Outputs) -
 
 
 def _manifest(trained: TrainedCell, plan: InputPlan, label_format: str, overlay: bool, alpha: float,
-              batch_size: int, video: VideoWriter | None, timing: TimingSplit) -> dict[str, Any]:
+              batch_size: int, video: VideoWriter | None, timing: TimingSplit,
+              onnx_file: Path | None) -> dict[str, Any]:
     cell = trained.cell
     summary = timing.summary()
     return {
@@ -228,6 +227,9 @@ def _manifest(trained: TrainedCell, plan: InputPlan, label_format: str, overlay:
         "cell_id": trained.record.cell_id,
         "cell_dir": str(trained.cell_dir),
         "checkpoint": str(trained.checkpoint),
+        "runtime": "torch" if onnx_file is None else "onnxruntime",
+        "onnx": None if onnx_file is None else {"file": str(onnx_file), "providers": trained.model.providers,
+                                                "threads": torch.get_num_threads()},
         "input": {"path": str(plan.source), "kind": "video" if plan.is_video else "images", "fps": plan.fps},
         "frames": summary["frames"],
         "format": label_format,

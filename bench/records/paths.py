@@ -7,6 +7,8 @@ Layout of a results folder:
     <results>/cells/<cell id>/model.pt       state dict of the selected weights (when training succeeded; best.pt in
                                              folders written before benchmark-semantics version 2)
     <results>/cells/<cell id>/per_image_counts.npz  per-image, per-class intersection and union pixel counts
+    <results>/cells/<cell id>/model.onnx     the selected weights exported to ONNX (measure.runtimes onnxruntime or
+                                             tensorrt), and model.int8.onnx quantized (measure.precisions int8)
     <results>/cells/<cell id>/train_state.pt resumable training state (removed when the cell finishes)
     <results>/cells/<cell id>/task.json      what the runner asked the worker to do
     <results>/cells/<cell id>/worker.log     the worker's stderr
@@ -27,6 +29,8 @@ RECORD_FILE = "record.json"
 CHECKPOINT_FILE = "model.pt"
 LEGACY_CHECKPOINT_FILE = "best.pt"  # the name before benchmark-semantics version 2
 PER_IMAGE_COUNTS_FILE = "per_image_counts.npz"
+ONNX_FILE = "model.onnx"  # the selected weights exported for deployment (measure.runtimes, segbench export onnx)
+INT8_ONNX_FILE = "model.int8.onnx"  # and quantized to INT8 (measure.precisions: int8)
 TRAIN_STATE_FILE = "train_state.pt"
 TASK_FILE = "task.json"
 WORKER_LOG_FILE = "worker.log"

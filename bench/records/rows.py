@@ -236,6 +236,39 @@ ROW_COLUMNS: tuple[str, ...] = tuple(record_row(Record(
         dataset=DatasetRef(name=""), model="", encoder="", loss=LossRef(name=""), seed=0))))
 
 
+# Summary fields of the deployed forms (measure.runtimes x measure.precisions, segbench.cell.deployment), present in
+# a summary row only where measured: latency_ratio_<runtime>_<precision> (batch-1 p50 over eager fp32's, timed in
+# the same process) and miou_<runtime>_<precision> ('-' in a runtime's name written '_'), and int8_miou_drop (eager
+# fp32 mIoU minus ONNX Runtime INT8's). Latency ratios are timed fields: gated on one machine only.
+DEPLOYMENT_FIELD = re.compile(
+    r"^(latency_ratio|miou)_(torch|torch_compile|onnxruntime|tensorrt)_(fp32|fp16|bf16|int8)$")
+INT8_MIOU_DROP = "int8_miou_drop"
+
+
+def is_deployment_field(name: str) -> bool:
+    return name == INT8_MIOU_DROP or DEPLOYMENT_FIELD.match(name) is not None
+
+
+def is_timed_deployment_field(name: str) -> bool:
+    return DEPLOYMENT_FIELD.match(name) is not None and name.startswith("latency_ratio_")
+
+
+def deployment_values(record: Record) -> dict[str, float | None]:
+    """The summary fields of the record's deployed forms that ran (see DEPLOYMENT_FIELD), in the grid's order."""
+    deployment = as_record(record).deployment
+    values: dict[str, float | None] = {}
+    for form in deployment.forms if deployment else []:
+        if form.status != "ok":
+            continue
+        suffix = f"{form.runtime.replace('-', '_')}_{form.precision}"
+        values[f"latency_ratio_{suffix}"] = _number((form.latency or {}).get("batch_1", {}).get("ratio_to_eager"))
+        values[f"miou_{suffix}"] = _number(form.miou)
+    int8 = deployment.form("onnxruntime", "int8") if deployment else None
+    if int8 is not None and int8.status == "ok" and int8.miou_change is not None:
+        values[INT8_MIOU_DROP] = _number(-int8.miou_change)
+    return values
+
+
 DOMAIN_METRIC_PREFIX = "miou@"
 
 

@@ -114,6 +114,9 @@ class MeasureSettings(Part):
     macs: bool = True
     memory: bool = True
     threads: int | None = None
+    runtimes: list[str] | None = None  # deployment (issue 23; absent before, and at the default [torch])
+    precisions: list[str] | None = None
+    int8_calibration_images: int | None = None
 
 
 class TrialRef(Part):
@@ -343,6 +346,39 @@ class Corruptions(Part):
     seconds: float | None = None
     kept: int | None = None  # results kept from an earlier evaluation of the same weights (segbench.cell.attached)
     method: str | None = None
+
+
+class DeployForm(Part):
+    """One runtime x precision of measure.runtimes x measure.precisions (segbench.cell.deployment)."""
+
+    runtime: str
+    precision: str
+    status: str  # reference (eager fp32), ok, skipped or failed
+    reason: str | None = None  # why skipped or failed, one sentence
+    file: str | None = None  # the ONNX model it ran, in the cell folder
+    providers: list[str] | None = None  # ONNX Runtime's execution providers of the session
+    calibration_images: int | None = None  # INT8
+    miou: float | None = None
+    pixel_accuracy: float | None = None
+    miou_change: float | None = None  # minus eager fp32's
+    agreement: float | None = None  # share of valid pixels predicted as eager fp32 predicts them
+    max_abs_diff: float | None = None
+    pixels: int | None = None
+    latency: dict[str, Any] | None = None  # batch_1, batch_n (latency stats, ratio_to_eager), threads
+
+
+class Deployment(Part):
+    """The selected weights in each deployed form (segbench.cell.deployment)."""
+
+    reference: str | None = None
+    threads: int | None = None
+    onnx: dict[str, Any] | None = None  # the export: file, opset, exporter, input, seconds, versions
+    int8: dict[str, Any] | None = None  # the quantization: file, format, calibration, images, seconds
+    forms: list[DeployForm] = Field(default_factory=list)
+    method: str | None = None
+
+    def form(self, runtime: str, precision: str) -> DeployForm | None:
+        return next((f for f in self.forms if (f.runtime, f.precision) == (runtime, precision)), None)
 
 
 class Reevaluation(Part):
@@ -681,6 +717,7 @@ class Record(Part):
     domains: list[DomainEvaluation] | None = None  # eval.datasets (issue 22)
     corruptions: Corruptions | None = None  # eval.corruptions (issue 22)
     reevaluations: list[Reevaluation] | None = None  # the saved weights evaluated again, training nothing
+    deployment: Deployment | None = None  # measure.runtimes x measure.precisions (issue 23)
     calibration: Calibration | None = None  # records of finished cells from issue 22 on
     boundary: Boundary | None = None
     confusion_matrix: list[list[int]] | None = None
@@ -789,8 +826,9 @@ class SummaryRowBase(Part):
         return self.status == "ok"
 
     def value(self, key: str) -> Any:
-        """A field by its catalogue key."""
-        return getattr(self, key)
+        """A field by its catalogue key, or a deployment field (segbench.records.rows.DEPLOYMENT_FIELD), which a row
+        has only where that form was measured (None otherwise)."""
+        return getattr(self, key, None)
 
 
 # Version 2: where and how steadily the latency was timed (segbench.records.rows.latency_provenance); `machine` is

@@ -151,17 +151,19 @@ def test_a_failed_evaluation_keeps_the_trained_record_and_a_cell_without_weights
     assert (folder / "model.pt").is_file()
 
 
-@pytest.mark.parametrize("setting", [{"corruptions": {"names": ["fog"], "severities": [1]}},
-                                     {"mode": "slide", "crop": [32, 64], "stride": [32, 32]},
-                                     {"datasets": [{"name": "synthetic", "id": "night",
-                                                    "params": {"n_train": 1, "n_val": 3, "domain": "night"}}]}])
-def test_evaluation_settings_enter_no_config_hash(setting):
+@pytest.mark.parametrize(("section", "setting"), [
+    ("eval", {"corruptions": {"names": ["fog"], "severities": [1]}}),
+    ("eval", {"mode": "slide", "crop": [32, 64], "stride": [32, 32]}),
+    ("eval", {"datasets": [{"name": "synthetic", "id": "night", "params": {"n_train": 1, "n_val": 3,
+                                                                         "domain": "night"}}]}),
+    ("measure", {"runtimes": ["torch", "onnxruntime"], "precisions": ["fp32", "int8"]})])
+def test_evaluation_settings_enter_no_config_hash(section, setting):
     """Cells that differ only in their evaluation settings share their id: what trains them is the same."""
     from segbench.grid.cells import expand
     from segbench.grid.load import parse_grid
 
     plain, evaluated = GRID, copy.deepcopy(GRID)
-    evaluated["eval"].update(setting)
+    evaluated[section].update(setting)
     (one,), (two,) = (expand(parse_grid(document)).cells for document in (plain, evaluated))
-    assert one.id == two.id and one.evaluation == {} and set(two.evaluation) == set(setting)
+    assert one.id == two.id and one.evaluation == {} and set(two.evaluation[section]) == set(setting)
     assert one.resolved() != two.resolved()  # the record still says how the cell was evaluated
