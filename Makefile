@@ -92,8 +92,9 @@ GPU_WHEELS ?= .gpu-wheels
 GPU_PYTHON ?= python3
 GPU_PYTHON_VERSION ?= 3.12
 # Pure Python (fvcore, iopath and yacs exist only as source packages: pip wheel builds them here).
+# onnxscript and onnx-ir: PyTorch's ONNX exporter (the machine has onnx and a CPU onnxruntime, not these).
 GPU_PURE_PACKAGES := segmentation-models-pytorch torchinfo fvcore iopath yacs termcolor pydantic annotated-types \
-	typing-inspection typing-extensions
+	typing-inspection typing-extensions onnxscript onnx-ir
 GPU_PLATFORMS := --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
 
 .PHONY: gpu-wheels gpu-check

@@ -1,7 +1,9 @@
 """`make gpu-check`: train grids/gpu-check.yaml on a CUDA GPU and check what the records say (never part of make test).
 
 Runs the grid (UNet-ResNet34 and FPN-ResNeXt50 at 512x1024 crops, bf16 + channels_last), then the same grid for one
-fp16 and one fp32 UNet-ResNet34 cell; checks that every record is ok, that each recorded batch-1 and batch-N latency
+fp16 and one fp32 UNet-ResNet34 cell, then measures the bf16 UNet cell's deployment cost (DEPLOY: torch.compile and
+ONNX Runtime, nothing retrained; each form ok or skipped with its reason, fp32/bf16 forms agreeing with eager fp32 on
+at least MIN_AGREEMENT of the pixels); checks that every record is ok, that each recorded batch-1 and batch-N latency
 is within 5% of CUDA-event timing of the same trained model under the same conditions, and that peak memory is
 non-zero; prints step time, images/s, achieved TFLOP/s and MFU per cell. Exit 0 when every check passes, 1 when one
 fails, 2 when there is no CUDA GPU or no segbench to run.
@@ -30,8 +32,13 @@ RUNS: dict[str, list[str]] = {
     "fp16": ["train.precision=fp16", *UNET_ONLY],
     "fp32": ["train.precision=fp32", "train.channels_last=false", *UNET_ONLY],
 }
+# Deployment cost (issue 23), measured on the bf16 run's trained UNet cell without training it again: eager autocast,
+# torch.compile (CUDA graphs) in fp32, bf16 and fp16, and ONNX Runtime (its CUDA provider where onnxruntime-gpu is
+# installed; else the record says it fell back to the host CPU, and fp16 is skipped with the reason).
+DEPLOY = [*UNET_ONLY, "measure.runtimes=[torch,torch-compile,onnxruntime]", "measure.precisions=[fp32,bf16,fp16]"]
 LATENCY_TOLERANCE = 0.05
-TIME_LIMIT_S = 8 * 60
+MIN_AGREEMENT = 0.99  # share of pixels a deployed fp32 or bf16 form predicts as eager fp32 does, at least
+TIME_LIMIT_S = 10 * 60
 
 
 def fail(message: str) -> NoReturn:
@@ -50,9 +57,10 @@ def install_wheels(wheels: Path, site: Path) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
 
 
-def run_grid(label: str, overrides: list[str], results: Path) -> None:
+def run_grid(label: str, overrides: list[str], results: Path, force: bool = True) -> None:
+    """force: train afresh (a check); without, finished cells are evaluated again with new settings only."""
     command = [sys.executable, "-m", "segbench", "run", str(GRID), "--results", str(results / label),
-               "--device", "cuda", "--cache-dir", str(results / "data"), "--force"]  # a check trains afresh
+               "--device", "cuda", "--cache-dir", str(results / "data"), *(["--force"] if force else [])]
     for override in overrides:
         command += ["-o", override]
     print(f"\n== {label}: segbench run {GRID.name} {' '.join(overrides)}", flush=True)
@@ -87,13 +95,13 @@ def compare_latency(record: dict[str, Any], cell_dir: Path) -> tuple[dict[str, f
 
     from segbench.measure.latency import model_memory_format
     from segbench.models import build_model
-    from segbench.records.paths import checkpoint_path
+    from segbench.records.cells import checkpoint_path
 
     latency = record["cost"]["latency"]
     conditions = latency["conditions"]
     model = build_model(record["config"]["model"], encoder=record["config"]["encoder"],
                         classes=len(record["dataset"]["classes"]))
-    model.load_state_dict(torch.load(checkpoint_path(cell_dir, record), map_location="cpu", weights_only=True))
+    model.load_state_dict(torch.load(checkpoint_path(cell_dir), map_location="cpu", weights_only=True))
     memory_format = torch.channels_last if conditions["memory_format"] == "channels_last" else torch.contiguous_format
     model = model.cuda().to(memory_format=memory_format).eval()
     torch.set_num_threads(conditions["threads"])
@@ -135,7 +143,7 @@ def check_results(results: Path) -> tuple[list[list[str]], list[str]]:
         problems += [f"{label}: {message}" for message in loaded.unreadable]
         if not loaded.records:
             problems.append(f"{label}: no record was written")
-        for record in loaded.records:
+        for record in (typed.to_json() for typed in loaded.records):
             name = f"{label}/{record['cell_id']}"
             if record["status"] != "ok":
                 problems.append(f"{name}: status {record['status']}: {(record.get('error') or {}).get('message')}")
@@ -166,13 +174,43 @@ def table_row(record: dict[str, Any], measured: dict[str, float]) -> list[str]:
     ]
 
 
+def check_deployment(results: Path) -> tuple[list[list[str]], list[str]]:
+    """One row per deployed form of the bf16 run's records, and the problems: a form that failed, a record without
+    deployment, an fp32 or bf16 form predicting fewer than MIN_AGREEMENT of the pixels as eager fp32 does."""
+    from segbench.records.store import load_records
+
+    rows, problems = [], []
+    for record in (typed.to_json() for typed in load_records(results / "bf16").records):
+        deployment = record.get("deployment")
+        if record["config"]["model"] != "unet":
+            continue
+        if not deployment:
+            problems.append(f"deploy/{record['cell_id']}: no deployment part in the record")
+            continue
+        for form in deployment["forms"]:
+            name, latency = f"{form['runtime']} {form['precision']}", (form.get("latency") or {}).get("batch_1", {})
+            rows.append([record["slug"], name, form["status"], f"{latency.get('latency_ms_p50', 0):.2f}",
+                         f"{latency.get('ratio_to_eager', 0):.2f}", f"{(form.get('agreement') or 0):.4f}",
+                         ",".join(form.get("providers") or []) or "-", form.get("reason") or ""])
+            if form["status"] == "failed":
+                problems.append(f"deploy/{record['cell_id']}: {name} failed: {form.get('reason')}")
+            elif (form["status"] == "ok" and form["precision"] in ("fp32", "bf16")
+                  and (form.get("agreement") or 0) < MIN_AGREEMENT):
+                problems.append(f"deploy/{record['cell_id']}: {name} predicts {form.get('agreement'):.4f} of the "
+                                f"pixels as eager fp32, fewer than {MIN_AGREEMENT}")
+    return rows, problems
+
+
+DEPLOY_HEADER = ["cell", "form", "status", "lat b1 ms", "/ eager", "agreement", "providers", "reason"]
+
+
 HEADER = ["cell", "precision", "step ms", "img/s", "TFLOP/s", "MFU", "first steps s", "lat b1 ms rec/ev",
           "lat bN ms rec/ev", "train GiB", "skipped"]
 
 
-def print_table(rows: list[list[str]]) -> None:
-    widths = [max(len(str(row[i])) for row in [HEADER, *rows]) for i in range(len(HEADER))]
-    for row in [HEADER, *rows]:
+def print_table(rows: list[list[str]], header: list[str] = HEADER) -> None:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
         print("  ".join(str(value).ljust(width) for value, width in zip(row, widths, strict=True)))
 
 
@@ -210,9 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     for label, overrides in RUNS.items():
         run_grid(label, overrides, args.results)
     rows, problems = check_results(args.results)
+    run_grid("bf16", DEPLOY, args.results, force=False)  # the trained UNet cell measured deployed, not retrained
+    deploy_rows, deploy_problems = check_deployment(args.results)
+    problems += deploy_problems
     elapsed = time.perf_counter() - started
     print(f"\n== gpu-check on {describe_gpu(args.results)}")
     print_table(rows)
+    print("\ndeployment (measure.runtimes x measure.precisions) of the bf16 run's UNet cell, nothing retrained:")
+    print_table(deploy_rows, DEPLOY_HEADER)
     print(f"latency: recorded p50 vs CUDA-event p50 of the same trained model (tolerance {LATENCY_TOLERANCE:.0%}); "
           f"MFU against the dense peak of segbench.measure.throughput; {elapsed:.0f} s in all "
           f"(limit {TIME_LIMIT_S} s)")

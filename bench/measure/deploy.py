@@ -126,13 +126,16 @@ def _skip_reason(runtime: str, precision: str, device: torch.device, providers: 
 
 
 def session_providers(runtime: str, precision: str, device: torch.device) -> list[Any]:
-    """ONNX Runtime execution providers of a form, most preferred first."""
+    """ONNX Runtime execution providers of a form, most preferred first, among those this onnxruntime has (a CPU
+    build on a GPU machine runs on the CPU: the record names the providers the session used)."""
+    wanted: list[Any] = ["CPUExecutionProvider"]
+    if device.type == "cuda" and precision != "int8":
+        wanted.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
     if runtime == "tensorrt":
         options = {"device_id": device.index or 0, "trt_fp16_enable": precision == "fp16"}
-        return [("TensorrtExecutionProvider", options), "CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device.type == "cuda" and precision != "int8":
-        return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+        wanted.insert(0, ("TensorrtExecutionProvider", options))
+    available = set(available_providers())
+    return [provider for provider in wanted if (provider[0] if isinstance(provider, tuple) else provider) in available]
 
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path) -> dict[str, Any]:
