@@ -115,3 +115,17 @@ def test_a_cell_is_evaluated_on_its_own_split_again_and_on_another_domain(tmp_pa
     text = write_report(results, tmp_path / "report").read_text()
     assert "### Other domains" in text and "fog (val)" in text
     assert torch.tensor(fog["confusion_matrix"]).shape == (19, 19)
+
+
+def test_a_missing_evaluation_dataset_folder_stops_the_run_before_anything_is_written(tmp_path):
+    """A further dataset of eval.datasets whose folder is not there: one sentence naming it and what to put there,
+    exit 2, no cell written (checked with the grid's own datasets, before any training)."""
+    from support.grids import Sweep, tiny_grid
+
+    document = tiny_grid(eval={"datasets": [{"name": "cityscapes", "params": {"root": str(tmp_path / "nowhere")}}]})
+    sweep = Sweep(tmp_path / "run", document)
+    outcome = sweep.run()
+    said = " ".join((outcome.stdout + outcome.stderr).split())
+    assert outcome.returncode == 2 and not (sweep.results / "cells").exists()
+    assert f"Cityscapes root {tmp_path / 'nowhere'} does not exist or is not a folder" in said
+    assert "leftImg8bit/ and gtFine/" in said
