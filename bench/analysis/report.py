@@ -197,6 +197,12 @@ def protocol_text(records: list[Record]) -> str:
         protocols.setdefault(protocol.describe(), protocol.mode)
     text = "; ".join(protocols)
     note = f" {RESIZE_NOTE}" if "resize" in protocols.values() else ""
+    again = [record for record in records if record.reevaluations]
+    if again:  # evaluation settings changed after training (segbench.cell.attached)
+        latest = max((entry for record in again for entry in record.reevaluations), key=lambda e: e.at or "")
+        note += (f" {len(again)} of these {len(records)} cells were evaluated again from their saved weights with the "
+                 f"settings shown here, nothing retrained (latest {latest.at}: {'; '.join(latest.evaluated)}; each "
+                 "record's `reevaluations` says when, where and what).")
     return f"Evaluation protocol: {text}.{note}"
 
 

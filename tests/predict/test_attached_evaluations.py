@@ -93,6 +93,11 @@ def test_a_new_corruption_is_scored_from_the_checkpoint_as_predict_and_evaluate_
     assert [r["name"] for r in grown["corruptions"]["results"]] == ["brightness", "contrast"]
     assert len(grown["reevaluations"]) == 2 and grown["reevaluations"][1]["evaluated"] == [
         "1 of 2 corruption x severity results"]
+    from segbench.analysis.report import write_report
+
+    text = " ".join(write_report(more.results, tmp_path / "report").read_text().split())
+    assert ("1 of these 1 cells were evaluated again from their saved weights with the settings shown here, nothing "
+            "retrained") in text and "1 of 2 corruption x severity results" in text
 
 
 def test_a_new_protocol_redoes_the_reported_evaluation_from_the_checkpoint(trained_cell, tmp_path):
