@@ -92,3 +92,29 @@ def test_the_evaluations_after_training_are_counted_with_their_protocol(tmp_path
 
     again = estimate_seconds([], tmp_path, evaluated=[evaluated])
     assert again == pytest.approx(CELL_OVERHEAD_S + 7 * one_pass) and again < estimate_seconds([evaluated], tmp_path)
+
+
+def test_the_deployment_measurement_is_counted_by_its_forms(tmp_path):
+    """measure.runtimes [torch, onnxruntime] x precisions [fp32, int8] on the CPU: two measured forms (ONNX Runtime
+    fp32 and INT8; torch int8 is skipped), each a latency budget and two passes (eager and deployed), one pass for
+    eager fp32, the export and the quantization; torch-compile adds a compilation."""
+    from segbench.datasets import parse_dataset_params, prepare_dataset
+    from segbench.execution.estimate import (
+        COMPILE_S,
+        EVAL_SHARE,
+        INT8_QUANTIZE_S,
+        ONNX_EXPORT_S,
+        deployment_seconds,
+    )
+
+    plain = cell()
+    prepare_dataset("synthetic", parse_dataset_params("synthetic", plain.dataset.params), tmp_path)
+    one_pass = 2 * 32 * 64 * EVAL_SHARE * SECONDS_PER_PIXEL[("unet", "resnet18")]  # 2 val images of 32x64
+    deployed = cell(measure=MeasureConfig(budget_s=3.0, memory=False, runtimes=("torch", "onnxruntime"),
+                                          precisions=("fp32", "int8")))
+    assert deployment_seconds(plain, tmp_path) == 0.0
+    expected = 5 * one_pass + 2 * 3.0 + ONNX_EXPORT_S + INT8_QUANTIZE_S
+    assert deployment_seconds(deployed, tmp_path) == pytest.approx(expected)
+    assert estimate_seconds([deployed], tmp_path) == pytest.approx(estimate_seconds([plain], tmp_path) + expected)
+    compiled = cell(measure=MeasureConfig(budget_s=3.0, memory=False, runtimes=("torch", "torch-compile")))
+    assert deployment_seconds(compiled, tmp_path) == pytest.approx(3 * one_pass + 3.0 + COMPILE_S)

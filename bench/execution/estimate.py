@@ -8,7 +8,8 @@ machine whose 0.70 s makes it about twice as slow. At batch 4 the optimizer's pe
 batches come out a little long, and so do runs with several cells in flight (`--parallel`), whose single-threaded
 parts (start-up, evaluation) overlap. The evaluations after training (further datasets, corruptions) are counted
 per evaluated pixel, with the inference protocol's windows and TTA passes; a finished cell evaluated again with new
-evaluation settings (segbench.cell.attached) counts them all, and the reported split, as if none were kept. On a GPU
+evaluation settings (segbench.cell.attached) counts them all, and the reported split, as if none were kept; the
+deployment measurement counts its latency budgets, evaluation passes, export, quantization and compilations. On a GPU
 nothing is estimated: speeds there differ by orders of magnitude.
 """
 
@@ -41,6 +42,12 @@ MEMORY_PROBE_S = 8.0
 # costs about a third of a training step per pixel; measured on the development CPU, grids/robustness.yaml's 13
 # corrupted evaluations of 60 scenes took U-Net/ResNet-18 2.6e-6 s per evaluated pixel against 6.9e-6 for training.
 EVAL_SHARE = 1 / 3
+# Deployment (measure.runtimes): measured on the development CPU for U-Net/ResNet-18 at 64x128 and 96x192: the ONNX
+# export 5-9 s, INT8 quantization 1.4-4.2 s, torch.compile 44 s for the first shape and 24 s for the second (latency
+# times batch 1 and batch N).
+ONNX_EXPORT_S = 10.0
+INT8_QUANTIZE_S = 5.0
+COMPILE_S = 70.0
 SLOWER_MACHINES = "slower machines up to 2-3x"
 
 
@@ -84,6 +91,13 @@ def further_evaluation_seconds(cell: Cell, cache_dir: Path | None = None, extra_
     passes = further_evaluations(cell) + extra_passes
     if not passes:
         return 0.0
+    limit = cell.eval.corruptions.max_images if cell.eval.corruptions else None
+    return passes * pass_seconds(cell, cache_dir, limit)
+
+
+def pass_seconds(cell: Cell, cache_dir: Path | None = None, limit: int | None = None) -> float:
+    """Expected seconds of one evaluation pass over the reported split (its first `limit` images, else
+    eval.max_images) under the protocol; 0 when the split cannot be read."""
     try:
         from segbench.datasets import build_dataset, parse_dataset_params
 
@@ -93,11 +107,40 @@ def further_evaluation_seconds(cell: Cell, cache_dir: Path | None = None, extra_
         size = cell.eval.size or tuple(split[0][1].shape[-2:])  # the first label's size
     except Exception:  # an estimate is never worth failing a run for
         return 0.0
-    limit = cell.eval.corruptions.max_images if cell.eval.corruptions else None
     images = min(images, limit or cell.eval.max_images or images)
     height, width = size
     pixels = images * height * width * protocol_factor(cell, height, width)
-    return passes * pixels * EVAL_SHARE * seconds_per_pixel(cell.model, cell.encoder)
+    return pixels * EVAL_SHARE * seconds_per_pixel(cell.model, cell.encoder)
+
+
+def deployment_seconds(cell: Cell, cache_dir: Path | None = None) -> float:
+    """Expected seconds of the deployment measurement (measure.runtimes x precisions; 0 when not asked): per measured
+    form its latency budget and two passes over the reported split (eager and deployed), one pass for eager fp32,
+    the ONNX export and INT8 quantization once, a torch.compile per compiled form."""
+    from segbench.cell.deployment import wants_deployment
+
+    if not wants_deployment(cell):
+        return 0.0
+    forms = [form for form in _deployment_plan(cell) if form.skipped is None]
+    measured = [form for form in forms if (form.runtime, form.precision) != ("torch", "fp32")]
+    seconds = (1 + 2 * len(measured)) * pass_seconds(cell, cache_dir)
+    seconds += len(measured) * (cell.measure.budget_s or 1.0)
+    if any(form.runtime in ("onnxruntime", "tensorrt") for form in measured):
+        seconds += ONNX_EXPORT_S
+    if any(form.precision == "int8" for form in measured):
+        seconds += INT8_QUANTIZE_S
+    return seconds + COMPILE_S * sum(form.runtime == "torch-compile" for form in measured)
+
+
+def _deployment_plan(cell: Cell) -> list:
+    import torch
+
+    from segbench.measure.deploy import plan
+
+    try:
+        return plan(cell.measure, torch.device("cpu"))
+    except Exception:  # onnxruntime missing: the runner stops with its own sentence first
+        return []
 
 
 def training_iterations(cell: Cell, cache_dir: Path | None = None) -> int | None:
@@ -125,12 +168,14 @@ def estimate_seconds(cells: Iterable[Cell], cache_dir: Path | None = None,
     """Expected wall seconds of running `cells` one after another on the development CPU, and of evaluating the
     finished cells `evaluated` again (their saved weights, nothing trained); None if any cell's iteration count is
     unknown."""
-    total = sum(CELL_OVERHEAD_S + further_evaluation_seconds(cell, cache_dir, extra_passes=1) for cell in evaluated)
+    total = sum(CELL_OVERHEAD_S + further_evaluation_seconds(cell, cache_dir, extra_passes=1)
+                + deployment_seconds(cell, cache_dir) for cell in evaluated)
     for cell in cells:
         iterations = training_iterations(cell, cache_dir)
         if iterations is None:
             return None
         total += cell_seconds(cell, iterations) + further_evaluation_seconds(cell, cache_dir)
+        total += deployment_seconds(cell, cache_dir)
     return total
 
 
