@@ -16,6 +16,7 @@ from segbench.cli import (
     evaluate_cmd,
     export_cmd,
     list_cmd,
+    merge_cmd,
     predict_cmd,
     profile_cmd,
     report_cmd,
@@ -53,6 +54,7 @@ app.command("profile")(profile_cmd.profile)
 app.command("report")(report_cmd.report)
 app.command("summary")(summary_cmd.summary)
 app.command("compare")(compare_cmd.compare)
+app.command("merge")(merge_cmd.merge)
 app.add_typer(data_cmd.app, name="data")
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
