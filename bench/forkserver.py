@@ -76,18 +76,19 @@ class ForkedProcess:
         self.args = args
         self.pid = pid
         self.returncode: int | None = None
-        self._connection = connection
+        self._connection: socket.socket | None = connection  # None once the server answered or ended
 
     def poll(self) -> int | None:
-        if self.returncode is None and _readable(self._connection, 0):
-            self._read_returncode()
+        if self.returncode is None and (self._connection is None or _readable(self._connection, 0)):
+            self._read_returncode(0)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
-            if not _readable(self._connection, timeout):
+            if self._connection is not None and not _readable(self._connection, timeout):
                 raise subprocess.TimeoutExpired(self.args, timeout)
-            self._read_returncode()
+            if not self._read_returncode(timeout):
+                raise subprocess.TimeoutExpired(self.args, timeout)
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
@@ -101,16 +102,25 @@ class ForkedProcess:
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
-    def _read_returncode(self) -> None:
-        answer = _receive(self._connection)
-        self._connection.close()
-        if answer is not None and "returncode" in answer:
-            self.returncode = int(answer["returncode"])
-            return
-        # The server ended first (killed): the child got SIGTERM from it, and its status went with the server.
+    def _read_returncode(self, timeout: float | None) -> bool:
+        """Take the server's answer (the connection is readable); when the server ended first, the child's end,
+        waiting for it at most `timeout` seconds (None: as long as it takes). False while the child still runs."""
+        if self._connection is not None:
+            answer = _receive(self._connection)
+            self._connection.close()
+            self._connection = None
+            if answer is not None and "returncode" in answer:
+                self.returncode = int(answer["returncode"])
+                return True
+        # The server ended first (killed): the child got SIGTERM from it, and its status went with the server; poll
+        # never blocks on a child that is still writing its record.
+        deadline = None if timeout is None else time.monotonic() + timeout
         while not _gone(self.pid):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
             time.sleep(0.05)
         self.returncode = -signal.SIGTERM
+        return True
 
 
 class ForkServer:

@@ -109,6 +109,31 @@ def test_wait_times_out_and_a_killed_child_reports_its_signal(server, modules):
     process.kill()  # after its end: a no-op, never a signal to a reused pid
 
 
+def test_poll_never_blocks_on_a_child_that_outlives_its_server(server, modules, tmp_path):
+    """The server dies while its child runs on (here a child that ignores the SIGTERM it gets, as a worker does
+    while it writes its record): poll answers at once, None while the child runs and its end afterwards."""
+    started = tmp_path / "started"
+    modules("stubborn", f"""
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        open({str(started)!r}, "w").close()
+        time.sleep(1.5)
+    """)
+    process = forkserver.start_module("stubborn", [], env=dict(os.environ), stdout=1, stderr=2, server=server)
+    deadline = time.monotonic() + 30
+    while not started.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    server._process.kill()
+    server._process.wait()
+    time.sleep(0.2)  # the server's end reaches the connection
+    before = time.monotonic()
+    assert process.poll() is None and time.monotonic() - before < 0.5
+    with pytest.raises(subprocess.TimeoutExpired):
+        process.wait(timeout=0.1)
+    assert process.wait(timeout=30) == -signal.SIGTERM  # its status went with the server
+
+
 def test_sigint_is_ignored_in_the_child_when_the_caller_ignores_it(server, modules):
     modules("disposition", "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)")
     assert _run_on(server, "disposition", [], dict(os.environ), 60).stdout == "False\n"
