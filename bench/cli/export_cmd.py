@@ -1,4 +1,5 @@
-"""`segbench export onnx CELL_DIR --out DIR`: a trained cell as a deployable model file, with its parity figures."""
+"""`segbench export onnx CELL_DIR --out DIR`: a trained cell as a deployable model file, with its parity figures.
+`segbench export mlflow RESULTS`: a results folder's records as MLflow runs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rich.table import Table
 from segbench.cli.common import err_console, user_errors
 from segbench.cli.data_cmd import CACHE_OPTION
 
-app = typer.Typer(help="Export a trained cell for deployment.", no_args_is_help=True)
+app = typer.Typer(help="Export a trained cell for deployment, or a results folder to MLflow.", no_args_is_help=True)
 
 
 @app.command("onnx")
@@ -53,3 +54,37 @@ def onnx(
     written = ", ".join(str(result.out / model["file"]) for model in manifest["models"])
     err_console.print(f"{written} (opset {manifest['opset']}, input {manifest['input']['shape']}); "
                       f"preprocessing and figures in {result.out / EXPORT_FILE}")
+
+
+@app.command("mlflow")
+@user_errors
+def mlflow(
+    results: Path = typer.Argument(..., help="Results folder of a `segbench run` (holds cells/)."),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="MLflow tracking store: sqlite:///PATH, http(s)://SERVER (default: "
+                                     "sqlite:///RESULTS/mlflow.db, absolute, with artifacts in RESULTS/mlartifacts)."),
+    experiment: str | None = typer.Option(
+        None, "--experiment", help="MLflow experiment (default: the grid's name in RESULTS/grids/, else the "
+                                   "folder's name); created when missing."),
+) -> None:
+    """Log every cell of RESULTS as one MLflow run: configuration as parameters, summary metrics, the per-epoch
+    history as stepped metrics, identity and status as tags, record.json and examples/ as artifacts (the report
+    folder, when RESULTS has one, as one more run). Exporting again updates the same runs, found by their cell_id
+    tag; nothing is trained or measured."""
+    from segbench.analysis.mlflow_export import export_results
+
+    with err_console.status("exporting to MLflow", spinner="dots"):
+        result = export_results(results, tracking_uri, experiment)
+    for message in [*result.unreadable, *result.notes]:
+        err_console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+    created = sum(run.created for run in result.runs)
+    failed = sum(run.status != "FINISHED" for run in result.runs)
+    target = result.target
+    err_console.print(f"{len(result.runs)} cells exported to MLflow experiment '{target.experiment}' "
+                      f"(id {target.experiment_id}) in {target.tracking_uri}: {created} runs created, "
+                      f"{len(result.runs) - created} updated, {failed} not finished"
+                      f"{', report in run ' + result.report_run if result.report_run else ''}.",
+                      markup=False, highlight=False, soft_wrap=True)
+    if not target.tracking_uri.startswith(("http://", "https://")):
+        err_console.print(f"Open it with `mlflow ui --backend-store-uri {target.tracking_uri}` (needs the full "
+                          "mlflow package, not mlflow-skinny).", markup=False, highlight=False, soft_wrap=True)

@@ -16,6 +16,7 @@ Layout of a results folder:
     <results>/cells/<cell id>/tensorboard.json  where the cell's TensorBoard run is (`segbench run --tensorboard`)
     <results>/tuning/studies.db              the Optuna studies of a grid with `tune:` (SQLite; the runner's alone)
     <results>/tuning/cells/<trial id>/...    the tuning trials' cells, laid out as above, apart from the grid's cells
+    <results>/mlflow.db, <results>/mlartifacts/  `segbench export mlflow`'s default store and its artifacts
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ WORKER_LOG_FILE = "worker.log"
 TENSORBOARD_FILE = "tensorboard.json"
 EXAMPLES_DIR = "examples"
 TUNING_DIR = "tuning"
+MLFLOW_DB_FILE = "mlflow.db"  # `segbench export mlflow`'s default store, in the results folder
+MLFLOW_ARTIFACTS_DIR = "mlartifacts"  # beside a SQLite MLflow store: the artifacts of the experiments created there
 STUDIES_FILE = "studies.db"
 
 
