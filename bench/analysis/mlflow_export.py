@@ -368,3 +368,35 @@ def export_results(results: Path, tracking_uri: str | None = None, experiment: s
                                     f"({_cut(' '.join(str(exc).split()), 300)}).") from exc
         report_run = _export_report(target, results, runs)
     return ExportResult(target, exported, report_run, loaded.unreadable)
+
+
+class MlflowView:
+    """A progress view that also logs each finished cell to MLflow as it finishes (`segbench run --mlflow URI`): it
+    forwards everything to the view it wraps and hands each finished record to export_record. A failed export is
+    one warning line; the record is safe on disk and `segbench export mlflow` exports it later."""
+
+    def __init__(self, inner: Any, target: MlflowTarget, results: Path, warn: Any) -> None:
+        self.inner, self.target, self.results, self.warn = inner, target, Path(results), warn
+
+    def __getattr__(self, name: str) -> Any:  # begin, started, event, tick, note, end
+        return getattr(self.inner, name)
+
+    def finished(self, cell: Any, record: Record) -> None:
+        self.inner.finished(cell, record)
+        try:
+            with _quiet_and_bounded({}):
+                export_record(self.target, record, cell_dir(self.results, record.cell_id))
+        except Exception as exc:  # a store gone away mid-run must not stop the sweep
+            self.warn(f"{record.cell_id} was not logged to MLflow ({_cut(' '.join(str(exc).split()), 200)}); "
+                      f"segbench export mlflow {self.results} --tracking-uri {self.target.tracking_uri} logs it later")
+
+
+def run_target(results: Path, tracking_uri: str, experiment: str | None) -> MlflowTarget:
+    """The store `segbench run --mlflow URI` logs into, opened before anything runs (`default` is
+    default_tracking_uri(results)); ConfigError (one sentence) when the extra is missing or the store unreachable."""
+    require_mlflow_extra()
+    uri = tracking_uri
+    if tracking_uri == "default":
+        Path(results).mkdir(parents=True, exist_ok=True)  # the store's file lives in the results folder
+        uri = default_tracking_uri(results)
+    return open_target(uri, experiment or default_experiment(results))

@@ -37,6 +37,11 @@ def run(
     tensorboard: Path | None = typer.Option(
         None, "--tensorboard", help="Write TensorBoard logs here (one run per cell: loss, lr, val mIoU, per-class IoU, "
         "example predictions); needs pip install 'segbench\\[tensorboard]'. Not part of any cell's hash."),
+    mlflow: str | None = typer.Option(
+        None, "--mlflow", help="Log each cell to this MLflow tracking URI as it finishes (as segbench export mlflow "
+        "does; `default`: sqlite:///RESULTS/mlflow.db); needs pip install 'segbench\\[mlflow]'."),
+    experiment: str | None = typer.Option(None, "--experiment", help="With --mlflow: the MLflow experiment "
+                                          "(default: the grid's name)."),
 ) -> None:
     """Train and evaluate every cell of GRID_FILE; finished cells are skipped, so an interrupted run resumes."""
     if executor == "local" and not dry_run:
@@ -64,12 +69,21 @@ def run(
                             "parameters, which give them other ids than these.")
         return
     options = dict(force=force, retry_failed=retry_failed, oom_retry=oom_retry, cache_dir=cache_dir)
-    if tensorboard is not None:
+    if tensorboard is not None or mlflow is not None:
         from segbench.execution.progress import make_view
+
+        options["view"], options["console"] = make_view(err_console), err_console
+    if tensorboard is not None:
         from segbench.execution.tensorboard import TensorBoardLog, TensorBoardView
 
-        options["view"] = TensorBoardView(make_view(err_console), TensorBoardLog(tensorboard), results)
-        options["console"] = err_console
+        options["view"] = TensorBoardView(options["view"], TensorBoardLog(tensorboard), results)
+    if mlflow is not None:  # the store is opened first: unreachable, nothing is written
+        from segbench.analysis.mlflow_export import MlflowView, run_target
+
+        target = run_target(results, mlflow, experiment or grid.name)
+        options["view"] = MlflowView(options["view"], target, results,
+                                     lambda line: err_console.print(f"[yellow]warning[/]: {line}", markup=True,
+                                                                    highlight=False))
     with choice.open(results, device, world_size=grid.train.world_size) as (chosen, placed_on):
         summary = run_grid(grid, results, device=placed_on, executor=chosen, **options)
     print_leaderboard(Console(), list(summary.records.values()), title=f"{grid.name}: leaderboard (val split)")
@@ -79,6 +93,9 @@ def run(
     )
     if tensorboard is not None:
         err_console.print(f"TensorBoard logs in {tensorboard}: tensorboard --logdir {tensorboard}")
+    if mlflow is not None:
+        err_console.print(f"MLflow runs in {target.tracking_uri}, experiment {target.experiment}", markup=False,
+                          highlight=False, soft_wrap=True)
     if summary.interrupted:
         err_console.print("[yellow]interrupted[/]: run the same command again to resume.")
     raise typer.Exit(summary.exit_code)
