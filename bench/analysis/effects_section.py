@@ -196,11 +196,11 @@ def _columns(n_header: str, p_header: str, alpha: float) -> dict[str, tables.Col
     return {name: tables.Column(header, str) for name, header in headers.items()}
 
 
-def _effects_table(frame: pd.DataFrame, alpha: float, scope: bool) -> str:
-    """Main effects (scope dropped, all "all") or conditional effects as a Markdown table."""
+def _effects_table(writer: ReportWriter, frame: pd.DataFrame, alpha: float, scope: bool) -> None:
+    """Main effects (scope dropped, all "all") or conditional effects as a table."""
     shown = shown_comparisons(frame)
     shown = shown if scope else shown.drop(columns=["scope"])
-    return tables.markdown_table(shown, _columns("n seeds", "p (t-test)", alpha))
+    writer.table(frame, _columns("n seeds", "p (t-test)", alpha), None, shown)
 
 
 def _baseline_sentence(main: pd.DataFrame, options: ComparisonOptions, grid_file: Path | None,
@@ -221,7 +221,10 @@ def _effects_block(writer: ReportWriter, heading: str, text: str, frame: pd.Data
                    empty: str) -> None:
     """A heading, its paragraph, then the effects table (or, without rows, why there are none)."""
     writer.add(heading, text)
-    writer.add(f"_({empty})_" if frame.empty else _effects_table(frame, alpha, scope=scope))
+    if frame.empty:
+        writer.add(f"_({empty})_")
+    else:
+        _effects_table(writer, frame, alpha, scope=scope)
 
 
 def write_comparison_section(writer: ReportWriter, comparisons: Comparisons, options: ComparisonOptions) -> None:
@@ -260,5 +263,5 @@ def write_comparison_section(writer: ReportWriter, comparisons: Comparisons, opt
         if top.empty:
             writer.add("_(fewer than two configurations)_")
         else:
-            writer.add(tables.markdown_table(shown_comparisons(top).drop(columns=["axis", "scope", "p_signflip"]),
-                                             _columns("n seeds", "p (Welch)", options.alpha)))
+            writer.table(top, _columns("n seeds", "p (Welch)", options.alpha), None,
+                         shown_comparisons(top).drop(columns=["axis", "scope", "p_signflip"]))

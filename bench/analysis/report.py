@@ -10,6 +10,7 @@ axes, pairs of the top configurations; comparisons.csv).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from segbench.analysis import figures, tables
 from segbench.analysis.effects_section import ComparisonOptions, compute_comparisons, write_comparison_section
 from segbench.analysis.seeds import seed_statistics_frame, write_seed_section
 from segbench.analysis.summary import Selection, latency_conditions, select_latest
-from segbench.analysis.writer import ReportWriter
+from segbench.analysis.writer import CellDetails, ReportWriter
 from segbench.errors import ConfigError
 from segbench.metrics.catalogue import fixed
 from segbench.records.paths import cell_dir, cells_dir, tensorboard_run, tuning_dir
@@ -54,8 +55,11 @@ INTERVAL_NOTE = (
 )
 
 
-def write_report(results: Path, out: Path | None = None, options: ComparisonOptions | None = None) -> Path:
+def write_report(results: Path, out: Path | None = None, options: ComparisonOptions | None = None,
+                 html: bool = False) -> Path:
     """Write `report.md`, `figures/` and CSV tables for a results folder; returns the path of report.md.
+
+    `html`: also write `report.html` beside it, the same sections as one self-contained page (analysis.html_report).
 
     `options`: baselines, margin, alpha and number of top configurations of the comparisons (defaults otherwise).
     A bad option raises ConfigError before anything is written.
@@ -100,8 +104,16 @@ def write_report(results: Path, out: Path | None = None, options: ComparisonOpti
     writer.add("## Environment")
     writer.table(tables.environment_frame(selection.records), None, "environment.csv")
     _definitions_section(writer)
+    writer.details([cell_details(record) for record in selection.records])
     report = out / "report.md"
-    report.write_text("\n".join(writer.lines), encoding="utf-8")
+    report.write_text(writer.markdown(), encoding="utf-8")
+    page = out / "report.html"
+    if html:
+        from segbench.analysis.html_report import render_html
+
+        page.write_text(render_html(writer, f"segbench report: {results.name}"), encoding="utf-8")
+    else:  # a page of an earlier report would contradict this one
+        page.unlink(missing_ok=True)
     return report
 
 
@@ -128,14 +140,14 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[Record]) ->
     writer.add("### Accuracy vs cost")
     writer.figure(figures.pareto_figure(records, writer.figures_dir / f"{slug}-pareto.png", name),
                   "mIoU vs latency and vs GMACs with the Pareto front")
+    _cost_chart(writer, records, leaderboard)
     writer.add("### Micro vs macro scores", MICRO_NOTE)
     writer.table(tables.seed_style_frame(records), tables.SEED_STYLE, f"micro-macro-{slug}.csv")
     writer.add("### Per-class IoU", "IoU (%) per class and cell; `-`: class absent from ground truth and prediction.")
     per_class = tables.per_class_iou_frame(records, classes)
     percent_columns = {name: tables.Column(name, fixed(1, 0.01)) for name in per_class.columns}
-    writer.add(tables.markdown_table(per_class.reset_index(), {"class": tables.Column("class", str),
-                                                               **percent_columns}))
-    writer.add(f"CSV: {writer.csv(per_class, f'per-class-iou-{slug}.csv')}")
+    writer.table(per_class, {"class": tables.Column("class", str), **percent_columns}, f"per-class-iou-{slug}.csv",
+                 per_class.reset_index(), csv_label="CSV")
     writer.figure(figures.per_class_heatmap(per_class, writer.figures_dir / f"{slug}-per-class-iou.png", name),
                   "per-class IoU heatmap")
     writer.figure(figures.iou_vs_share_figure(records, best, classes, writer.figures_dir / f"{slug}-iou-vs-share.png",
@@ -176,6 +188,23 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[Record]) ->
     if skipped:
         writer.add("Operators fvcore skipped (not in the MAC counts; calls per cell in the CSV): "
                    f"{', '.join(f'`{op}`' for op in skipped)}.")
+
+
+# The x axes of the HTML report's accuracy-vs-cost chart, in raw units; the deployed latency is each cell's fastest
+# measured deployed form (measure.runtimes x precisions).
+COST_AXES = {"latency_ms_p50": "latency p50, batch 1 (ms)", "gmacs": "GMACs at batch 1", "params": "parameters",
+             "train_time_s": "training time (s)", "deployed_latency_ms_p50": "fastest deployed form, p50 b1 (ms)"}
+
+
+def _cost_chart(writer: ReportWriter, records: list[Record], leaderboard: pd.DataFrame) -> None:
+    """mIoU against each cost the cells have, one x axis at a time (drawn in the HTML report)."""
+    frame = leaderboard[["cell", "miou", *list(COST_AXES)[:-1]]].copy()
+    deployed = tables.deployment_frame([r for r in records if r.deployment and r.deployment.forms])
+    measured = deployed[deployed["status"].eq("ok") & deployed["latency_ms_p50"].notna()]
+    frame["deployed_latency_ms_p50"] = frame["cell"].map(measured.groupby("cell")["latency_ms_p50"].min())
+    axes = {key: label for key, label in COST_AXES.items() if pd.to_numeric(frame[key], errors="coerce").notna().any()}
+    if axes and frame["miou"].notna().any():
+        writer.chart(frame, "miou", "val mIoU", axes)
 
 
 RESIZE_NOTE = ("With eval.size the labels are resized (nearest neighbour) with the image, so these scores are not "
@@ -221,9 +250,8 @@ def _robustness_section(writer: ReportWriter, slug: str, name: str, records: lis
     per_corruption = tables.corruption_frame(corrupted)
     percent = {column: tables.Column(column, fixed(1, 0.01)) for column in per_corruption.columns}
     writer.add("mIoU (%) per corruption, mean over severities:")
-    writer.add(tables.markdown_table(per_corruption.reset_index(),
-                                     {"cell": tables.Column("cell", str), **percent}))
-    writer.add(f"CSV: {writer.csv(per_corruption, f'corruptions-{slug}.csv')}")
+    writer.table(per_corruption, {"cell": tables.Column("cell", str), **percent}, f"corruptions-{slug}.csv",
+                 per_corruption.reset_index(), csv_label="CSV")
     writer.figure(figures.severity_figure(corrupted, writer.figures_dir / f"{slug}-corruptions.png", name),
                   "mIoU against severity per corruption")
 
@@ -379,6 +407,27 @@ def _superseded_section(writer: ReportWriter, selection: Selection) -> None:
     rows = [{"cell": r.slug, "old hash": r.config_hash, "shown hash": newest[r.slug].config_hash,
              "old record written": r.written_at} for r in selection.superseded]
     writer.table(pd.DataFrame(rows), None, None)
+
+
+DETAILED_COST = ("params", "gmacs", "latency_ms_p50", "latency_ratio", "train_time_s", "train_memory_bytes")
+
+
+def cell_details(record: Record) -> CellDetails:
+    """What the HTML report shows of one cell behind its rows: identity, selection, cost (raw units), the error of
+    a cell that did not finish, and its resolved configuration."""
+    row = record_row(record)
+    items = [("cell", record.slug), ("config hash", record.config_hash), ("status", record.status)]
+    if record.ok:
+        items.append(("reported weights", selection_text(record)))
+        items.append(("cost (raw units)", "; ".join(f"{key} {row[key]:g}" for key in DETAILED_COST
+                                                    if isinstance(row.get(key), (int, float)))))
+    if record.error:
+        items.append(("error", f"{record.error.kind}: {record.error.message}"))
+        trace = record.error.traceback or record.error.log_tail
+        if trace:
+            items.append(("traceback", trace))
+    items.append(("configuration", json.dumps(record.config.to_json(), indent=2, sort_keys=True, default=str)))
+    return CellDetails((row["label"], record.slug), record.slug, tuple(items))
 
 
 def _definitions_section(writer: ReportWriter) -> None:

@@ -145,8 +145,7 @@ def write_seed_section(writer: ReportWriter, frame: pd.DataFrame) -> None:
         shown[f"{metric}_values"] = [values_text(row, metric) for _, row in frame.iterrows()]
         columns[metric] = tables.Column(f"{label} mean +- sd [95 % CI]", str)
         columns[f"{metric}_values"] = tables.Column(f"{label} per seed", str)
-    writer.add(tables.markdown_table(shown, columns))
-    writer.add(f"CSV (raw fractions): {writer.csv(frame, 'seed-statistics.csv')}")
+    writer.table(frame, columns, "seed-statistics.csv", shown, csv_label="CSV (raw fractions)")
     for dataset in frame["dataset"].astype(str).unique():
         writer.figure(seed_figure(frame[frame["dataset"] == dataset],
                                   writer.figures_dir / f"{tables.file_slug(dataset)}-seeds.png",

@@ -286,8 +286,20 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
 
 
-def markdown_table(frame: pd.DataFrame, columns: dict[str, Column] | None = None) -> str:
-    """A Markdown table of `frame`; the best value of each column with a direction is in bold."""
+@dataclass(frozen=True)
+class Cells:
+    """A frame as a table shows it: column names and headers, which are numeric, and per row each cell's text and
+    whether it is its column's best value."""
+
+    names: list[str]
+    headers: list[str]
+    numeric: set[str]
+    rows: list[list[tuple[str, bool]]]
+
+
+def table_cells(frame: pd.DataFrame, columns: dict[str, Column] | None = None) -> Cells:
+    """The texts of `frame` under `columns` (None: every column, `auto_format`); the best value of each column with
+    a direction is marked. Shared by the Markdown and the HTML report."""
     columns = columns or {name: Column(str(name), auto_format) for name in frame.columns}
     names = [name for name in columns if name in frame.columns]
     best: dict[str, Any] = {}
@@ -297,15 +309,25 @@ def markdown_table(frame: pd.DataFrame, columns: dict[str, Column] | None = None
         if direction and len(values) > 1:
             best[name] = values.max() if direction > 0 else values.min()
     numeric = {n for n in names if pd.api.types.is_numeric_dtype(frame[n]) and not pd.api.types.is_bool_dtype(frame[n])}
-    lines = ["| " + " | ".join(columns[n].header for n in names) + " |",
-             "|" + "|".join("---:" if n in numeric and n != names[0] else "---" for n in names) + "|"]
+    rows = []
     for _, row in frame.iterrows():
         cells = []
         for name in names:
             value = row[name]
-            text = "-" if _is_missing(value) else columns[name].fmt(value)
-            if name in best and not _is_missing(value) and value == best[name]:
-                text = f"**{text}**"
-            cells.append(text.replace("|", "\\|"))
-        lines.append("| " + " | ".join(cells) + " |")
+            missing = _is_missing(value)
+            cells.append(("-" if missing else columns[name].fmt(value),
+                          name in best and not missing and value == best[name]))
+        rows.append(cells)
+    return Cells(names, [columns[n].header for n in names], numeric, rows)
+
+
+def markdown_table(frame: pd.DataFrame, columns: dict[str, Column] | None = None) -> str:
+    """A Markdown table of `frame`; the best value of each column with a direction is in bold."""
+    cells = table_cells(frame, columns)
+    names = cells.names
+    lines = ["| " + " | ".join(cells.headers) + " |",
+             "|" + "|".join("---:" if n in cells.numeric and n != names[0] else "---" for n in names) + "|"]
+    for row in cells.rows:
+        texts = [(f"**{text}**" if best else text).replace("|", "\\|") for text, best in row]
+        lines.append("| " + " | ".join(texts) + " |")
     return "\n".join(lines)

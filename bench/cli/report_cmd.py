@@ -1,4 +1,5 @@
-"""`segbench report RESULTS_DIR`: a Markdown report with figures and CSV tables, derived from records alone."""
+"""`segbench report RESULTS_DIR [--html]`: a Markdown report (and an HTML page) with figures and CSV tables, derived
+from records alone."""
 
 from __future__ import annotations
 
@@ -29,13 +30,18 @@ def report(
         help="Significance level of the verdicts: 'better'/'worse' need a Holm-adjusted p below it; intervals are "
              "(1 - alpha) intervals (0.05: 95 %).",
     ),
+    html: bool = typer.Option(
+        False, "--html",
+        help="Also write report.html beside report.md: the same sections as one self-contained page (sortable, "
+             "filterable tables, an accuracy-vs-cost chart with a choice of x axis), which opens from disk offline.",
+    ),
 ) -> None:
-    """Write report.md, figures/ and CSV tables (comparisons.csv among them) for RESULTS; nothing is trained or
-    measured again, and no option changes a record or a cell's hash."""
+    """Write report.md, figures/ and CSV tables (comparisons.csv among them) for RESULTS, with --html also
+    report.html; nothing is trained or measured again, and no option changes a record or a cell's hash."""
     from segbench.analysis.effects import parse_baselines
     from segbench.analysis.effects_section import ComparisonOptions
     from segbench.analysis.report import write_report
 
     options = ComparisonOptions(parse_baselines(baseline), margin, top, alpha)
-    path = write_report(results, out, options)
-    err_console.print(f"report written to {path}")
+    path = write_report(results, out, options, html=html)
+    err_console.print(f"report written to {path}" + (f" and {path.with_suffix('.html')}" if html else ""))
