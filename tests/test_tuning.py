@@ -71,8 +71,9 @@ class FakeRunner:
     """Runs trial tasks by writing an ok record whose holdout mIoU is a function of lr; kill_after makes the
     n-th task die, before (`record_first` False) or after its record is written."""
 
-    def __init__(self, results: Path, kill_at: int | None = None, record_first: bool = False) -> None:
-        self.results, self.kill_at, self.record_first = results, kill_at, record_first
+    def __init__(self, results: Path, kill_at: int | None = None, record_first: bool | None = False,
+                 tune=None) -> None:
+        self.results, self.kill_at, self.record_first, self.tune = results, kill_at, record_first, tune
         self.ran: list[tuple[str, int, dict]] = []
 
     def task_for(self, cell) -> CellTask:
@@ -82,6 +83,10 @@ class FakeRunner:
         for task in tasks:
             cell = task.cell
             dies = self.kill_at is not None and len(self.ran) == self.kill_at
+            if dies and self.record_first is None:  # killed after the next trial was enqueued, before it was asked
+                study = optuna.load_study(study_name=cell.trial.study, storage=f"sqlite:///{studies_file(self.results)}")
+                study.enqueue_trial(seeded_params(self.tune, cell.trial.number + 1))
+                raise Killed
             if dies and not self.record_first:
                 raise Killed
             self.ran.append((cell.trial.study, cell.trial.number, {"lr": cell.train.lr}))
@@ -97,18 +102,22 @@ def studies(results: Path) -> dict[str, list]:
             for summary in optuna.get_all_study_summaries(storage)}
 
 
-@pytest.mark.parametrize("record_first", [False, True], ids=["killed-before-record", "killed-before-tell"])
-def test_killed_study_resumes_without_repeating_or_losing_a_trial(tmp_path: Path, record_first: bool):
+@pytest.mark.parametrize("record_first", [False, True, None],
+                         ids=["killed-before-record", "killed-before-tell", "killed-between-enqueue-and-ask"])
+def test_killed_study_resumes_without_repeating_or_losing_a_trial(tmp_path: Path, record_first: bool | None):
+    """A kill before a trial's record, between its record and the study's tell, or (the random sampler enqueues
+    each trial's seeded parameters, then asks) between the next trial's enqueue and its ask: the resumed study runs
+    each of its 3 trials once, with the parameters an uninterrupted run uses."""
     grid = grid_with(TUNE, losses=["ce", "focal"])
     cells = expand(grid).cells
     uninterrupted = FakeRunner(tmp_path / "once")
     run_studies(grid.tune, cells, uninterrupted.results, uninterrupted.task_for, uninterrupted)
 
-    killed = FakeRunner(tmp_path / "twice", kill_at=3, record_first=record_first)
+    killed = FakeRunner(tmp_path / "twice", kill_at=3, record_first=record_first, tune=grid.tune)
     with pytest.raises(Killed):
         run_studies(grid.tune, cells, killed.results, killed.task_for, killed)
-    running = [t for trials in studies(killed.results).values() for t in trials if t.state.name == "RUNNING"]
-    assert running  # the kill left a trial asked and not told
+    left = {t.state.name for trials in studies(killed.results).values() for t in trials}
+    assert "RUNNING" in left and ("WAITING" in left) == (record_first is None)  # asked and not told (enqueued)
     resumed = FakeRunner(killed.results)
     tuned = run_studies(grid.tune, cells, resumed.results, resumed.task_for, resumed)
 

@@ -204,9 +204,12 @@ def next_tasks(study: Study, tune: TuneConfig, results: Path, task_for: Callable
         cell = trial_cell(study.base, tune, study.name, trial.number, trial.params)
         if not tell(study, trial.number, trial_record(results, cell)):
             study.tasks[trial.number] = task_for(cell)
-    asked = len(study.optuna_study.get_trials(deepcopy=False))
+    trials = study.optuna_study.get_trials(deepcopy=False)
+    # A trial enqueued by a run killed before it asked for it is WAITING: it is the next one asked, not one more.
+    waiting = sum(trial.state == TrialState.WAITING for trial in trials)
+    asked = len(trials) - waiting
     if asked < tune.trials and not study.tasks:
-        if tune.sampler in ("random", "grid"):
+        if tune.sampler in ("random", "grid") and not waiting:
             study.optuna_study.enqueue_trial(seeded_params(tune, asked))
         trial = study.optuna_study.ask(distributions(tune))
         cell = trial_cell(study.base, tune, study.name, trial.number, trial.params)
