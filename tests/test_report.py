@@ -130,3 +130,21 @@ def test_pareto_front_and_colouring():
     assert rgb[0, 0].tolist() == [10, 20, 30] and rgb[1, 0].tolist() == [0, 0, 0]
     errors = error_map(label, label[::-1], 255)
     assert errors[1, 0].tolist() == [0, 0, 0] and errors[0, 0].tolist() == [220, 30, 30]
+
+
+def test_latency_figures_and_the_html_chart_say_when_machines_are_mixed(tmp_path: Path):
+    """A merged folder's cells timed on two machine fingerprints: the figures' titles and the HTML chart's latency
+    axes say that their latencies compare only within one machine; one machine: nothing is added."""
+    from segbench.analysis.figures import machines_note
+    from segbench.analysis.report import write_report
+    from segbench.records.schema import Record
+
+    one = [Record.model_validate(record(machine="machine-a")),
+           Record.model_validate(record(slug="fpn__resnet18__ce__synthetic__s0", machine="machine-a"))]
+    two = [one[0], Record.model_validate(record(slug="fpn__resnet18__ce__synthetic__s0", machine="machine-b"))]
+    assert machines_note(one) == ""
+    assert machines_note(two) == ("\nlatencies from 2 machines (cost CSV, column machine): compare only within one")
+    results = write_results(tmp_path / "results", [item.to_json() for item in two])
+    page = (write_report(results, tmp_path / "report", html=True).parent / "report.html").read_text()
+    assert "latency p50, batch 1 (ms); latencies from 2 machines (cost CSV, column machine): compare only within one" \
+        in page

@@ -85,9 +85,18 @@ def pareto_figure(records: list[Record], path: Path, title: str) -> Path | None:
     handles = [plt.Line2D([], [], marker="o", ls="", color="tab:blue", label="cell (number: see key)"),
                plt.Line2D([], [], marker="o", color="tab:red", mfc="none", label="Pareto front (bold numbers)")]
     figure.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, -0.06))
-    figure.suptitle(f"{title}: accuracy vs cost; up and to the left is better")
+    figure.suptitle(f"{title}: accuracy vs cost; up and to the left is better{machines_note(records)}")
     figure.tight_layout()
     return _save(figure, path)
+
+
+def machines_note(records: list[Record]) -> str:
+    """"" when the records' latencies were timed on one machine fingerprint, else a warning for a figure's title
+    (merged results folders mix machines; their latencies do not compare)."""
+    machines = {row["machine"] for row in map(record_row, records) if row.get("latency_ratio") is not None}
+    if len(machines) <= 1:
+        return ""
+    return f"\nlatencies from {len(machines)} machines (cost CSV, column machine): compare only within one"
 
 
 def deployment_figure(records: list[Record], path: Path, title: str) -> Path | None:
@@ -120,7 +129,7 @@ def deployment_figure(records: list[Record], path: Path, title: str) -> Path | N
     axis.set(xlabel="latency p50 at batch 1 (ms)", ylabel="mIoU (%)")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    figure.suptitle(f"{title}: accuracy vs deployed latency; up and to the left is better")
+    figure.suptitle(f"{title}: accuracy vs deployed latency; up and to the left is better{machines_note(records)}")
     figure.tight_layout()
     return _save(figure, path)
 

@@ -203,6 +203,8 @@ def _cost_chart(writer: ReportWriter, records: list[Record], leaderboard: pd.Dat
     measured = deployed[deployed["status"].eq("ok") & deployed["latency_ms_p50"].notna()]
     frame["deployed_latency_ms_p50"] = frame["cell"].map(measured.groupby("cell")["latency_ms_p50"].min())
     axes = {key: label for key, label in COST_AXES.items() if pd.to_numeric(frame[key], errors="coerce").notna().any()}
+    if note := figures.machines_note(records).strip():  # a merged folder: say so on every latency axis
+        axes = {key: f"{label}; {note}" if "latency" in key else label for key, label in axes.items()}
     if axes and frame["miou"].notna().any():
         writer.chart(frame, "miou", "val mIoU", axes)
 
