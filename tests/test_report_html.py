@@ -182,6 +182,7 @@ def test_markdown_inline_text_becomes_safe_html(tmp_path: Path):
         "<ul><li>one</li><li>two</li></ul>\n<blockquote>note</blockquote>")
 
 
+@pytest.mark.slow
 def test_in_a_browser_sorting_and_filtering_work(written, tmp_path):
     """Headless chromium: the page opens from disk with no console error and no request outside the file, the
     leaderboard sorts by mIoU and filters to one model; a screenshot is saved under the test's folder. Skipped where

@@ -42,6 +42,7 @@ def only_record(sweep: Sweep) -> dict:
     return record
 
 
+@pytest.mark.slow
 def test_a_new_corruption_is_scored_from_the_checkpoint_as_predict_and_evaluate_score_it_by_hand(trained_cell,
                                                                                                   tmp_path):
     """Adding a corruption to a finished grid evaluates its saved weights and trains nothing; corrupting the val
@@ -100,6 +101,7 @@ def test_a_new_corruption_is_scored_from_the_checkpoint_as_predict_and_evaluate_
             "retrained") in text and "1 of 2 corruption x severity results" in text
 
 
+@pytest.mark.slow
 def test_a_new_protocol_redoes_the_reported_evaluation_from_the_checkpoint(trained_cell, tmp_path):
     """Sliding windows instead of the whole image: the reported split is evaluated again under them (what the
     checkpoint gives under that protocol, exactly), the history stays the training run's, the cell keeps its id and
@@ -134,6 +136,7 @@ def test_a_new_protocol_redoes_the_reported_evaluation_from_the_checkpoint(train
     assert only_record(sweep)["reevaluations"] == record["reevaluations"]
 
 
+@pytest.mark.slow
 def test_a_failed_evaluation_keeps_the_trained_record_and_a_cell_without_weights_trains_again(trained_cell,
                                                                                              tmp_path):
     """Unloadable weights: the evaluation fails with the reason, the exit code says so, and the record on disk is

@@ -74,6 +74,7 @@ def session(path: Path, threads: int):
     return lambda images: torch.from_numpy(runner.run(None, {name: images.numpy()})[0])
 
 
+@pytest.mark.slow
 def test_onnxruntime_fp32_keeps_the_eager_predictions_and_the_record_says_so(deployed):
     cell_dir, record = deployed
     deployment = record["deployment"]
@@ -97,6 +98,7 @@ def test_onnxruntime_fp32_keeps_the_eager_predictions_and_the_record_says_so(dep
                                                         "onnxruntime int8"]
 
 
+@pytest.mark.slow
 def test_int8_loads_runs_and_its_recorded_miou_is_its_own(deployed):
     cell_dir, record = deployed
     forms = {(form["runtime"], form["precision"]): form for form in record["deployment"]["forms"]}
@@ -108,6 +110,7 @@ def test_int8_loads_runs_and_its_recorded_miou_is_its_own(deployed):
     assert int8["miou_change"] == pytest.approx(int8["miou"] - eager["miou"])
 
 
+@pytest.mark.slow
 def test_the_summary_and_the_report_show_the_deployed_forms(deployed, tmp_path):
     from segbench.analysis.report import write_report
     from segbench.analysis.summary import summarize_folder
@@ -138,6 +141,7 @@ class Unexportable(torch.nn.Module):
         return out
 
 
+@pytest.mark.slow
 def test_a_model_that_cannot_be_exported_records_why_and_the_other_forms_still_run(tmp_path):
     from segbench.cell.deployment import measure_deployment
     from segbench.cell.inference import Protocol

@@ -11,6 +11,7 @@ import pytest
 from support.grids import PREDICT_GRID, Sweep
 
 
+@pytest.mark.slow
 def test_a_run_logs_each_finished_cell_to_mlflow(trained_cell, tmp_path):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
