@@ -333,7 +333,7 @@ def snow(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
     return _uint8(x + flakes + np.rot90(flakes, k=2))
 
 
-FROST_IMAGES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
+FROST_IMAGES = ("frost1.webp", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")  # frost1: see NOTICE
 
 
 @functools.cache
