@@ -44,6 +44,11 @@ def run(
                                           "(default: the grid's name)."),
 ) -> None:
     """Train and evaluate every cell of GRID_FILE; finished cells are skipped, so an interrupted run resumes."""
+    if experiment is not None and mlflow is None:
+        from segbench.errors import ConfigError
+
+        raise ConfigError("--experiment names the MLflow experiment of --mlflow; add --mlflow URI (or --mlflow "
+                          "default) or leave --experiment out.")
     if executor == "local" and not dry_run:
         from segbench.execution.local import prestart_worker_server
 

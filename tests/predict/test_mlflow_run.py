@@ -39,3 +39,11 @@ def test_an_unreachable_store_stops_the_run_before_anything_is_written(tmp_path)
     said = " ".join((outcome.stdout + outcome.stderr).split())
     assert outcome.returncode == 2 and "the MLflow tracking store unknownscheme://nowhere cannot be opened" in said
     assert not sweep.results.exists()
+
+
+def test_experiment_without_mlflow_is_one_sentence_and_nothing_written(tmp_path):
+    sweep = Sweep(tmp_path, PREDICT_GRID)
+    outcome = sweep.run("--experiment", "runs")
+    said = " ".join((outcome.stdout + outcome.stderr).split())
+    assert outcome.returncode == 2 and "--experiment names the MLflow experiment of --mlflow" in said
+    assert not sweep.results.exists()
