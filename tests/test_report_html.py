@@ -172,6 +172,69 @@ def test_each_cell_row_links_to_its_details(page: str):
     assert "Traceback" in failed and "&lt;script&gt;" in failed and "&quot;model&quot;: &quot;fpn&quot;" in failed
 
 
+def test_rows_filter_by_the_axes_of_their_cells(page: str):
+    """The leaderboard shows cells by label only; its rows still filter by model, loss and seed's other axes."""
+    board = page.split('class="table-block"')[1]
+    elements = Elements(board)
+    selects = [chunk.split("</select>")[0] for chunk in board.split('data-facet="')[1:]]
+    facets = {chunk.split('"')[0]: [o["value"] for o in Elements(chunk).of("option")] for chunk in selects}
+    assert facets["model"] == ["", "fpn", "unet"] and facets["loss"] == ["", "ce", "focal"]
+    assert "encoder" not in facets and "dataset" not in facets  # one value: nothing to choose
+    rows = [attrs for attrs in elements.of("tr") if "data-f-model" in attrs]
+    assert len(rows) == len(CELLS) and sorted(row["data-f-model"] for row in rows) == ["fpn"] * 4 + ["unet"] * 4
+    assert {row["data-f-status"] for row in rows} == {"ok"}
+
+
+def test_cell_details_show_curves_and_examples(page: str):
+    """Each finished cell: its training loss and val mIoU per epoch drawn as SVG, and its 4 saved val examples as
+    image | ground truth | prediction | error map strips; a failed cell has neither."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    ok = page.split(f'<summary>{CELLS[0]["slug"]}</summary>')[1].split("</details>")[0]
+    elements = Elements(ok)
+    charts = [attrs["aria-label"] for attrs in elements.of("svg") if attrs.get("class") == "curve-chart"]
+    assert charts == ["training loss", "val mIoU"]
+    epochs = len(CELLS[0]["history"])
+    assert len(elements.of("circle")) == epochs + sum(h.get("val_miou") is not None for h in CELLS[0]["history"])
+    images = [attrs["src"] for attrs in elements.of("img")]
+    assert len(images) == len(CELLS[0]["examples"]) == 4
+    strip = Image.open(io.BytesIO(base64.b64decode(images[0].split(",", 1)[1])))
+    height, width = CELLS[0]["config"]["dataset"]["params"]["height"], CELLS[0]["config"]["dataset"]["params"]["width"]
+    assert strip.size == (4 * width + 3 * 4, height) and strip.mode == "RGB"
+    assert f"{CELLS[0]['examples'][0]['rank']}: {CELLS[0]['examples'][0]['sample_id']}" in ok
+    failed = page.split(f'<summary>{FAILED["slug"]}</summary>')[1].split("</details>")[0]
+    assert "curve-chart" not in failed and "<img" not in failed
+
+
+def test_examples_stop_at_the_pages_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Past EXAMPLE_BYTES the best cells keep their images and the page says where the others' are."""
+    import segbench.analysis.html_report as html_module
+
+    results = write_results(tmp_path / "results", CELLS[:3], files=True)
+    full = report_module.write_report(results, tmp_path / "full", html=True).with_name("report.html").read_text()
+    one_cell = sum(len(attrs["src"]) - len("data:image/png;base64,")
+                   for attrs in Elements(full.split('<h2 id="cell-details">')[1].split("</details>")[0]).of("img"))
+    assert one_cell > 0
+    monkeypatch.setattr(html_module, "EXAMPLE_BYTES", int(one_cell * 1.5))
+    page = report_module.write_report(results, tmp_path / "cut", html=True).with_name("report.html").read_text()
+    details = page.split('<h2 id="cell-details">')[1]
+    assert "Val examples are embedded for 1 of the 3 cells" in details
+    best = max(CELLS[:3], key=lambda c: c["metrics"]["miou"])["slug"]
+    assert details.index(f"<summary>{best}</summary>") < details.index("<img") < details.index("not embedded")
+    assert details.count("not embedded") == 2 and len(Elements(details).of("img")) == 4
+
+
+def test_per_class_iou_is_a_heatmap(page: str):
+    """The per-class table's cells are coloured by IoU: red at 0, green at 1 (hue 0 to 120)."""
+    table = page.split('id="per-class-iou"')[1].split("</table>")[0]
+    coloured = [(float(attrs["data-v"]), attrs["style"]) for attrs in Elements(table).of("td") if "style" in attrs]
+    assert coloured and all(style == f"background:hsl({value * 120:.0f},70%,82%)" for value, style in coloured)
+    assert "heat-legend" in table
+
+
 def test_markdown_inline_text_becomes_safe_html(tmp_path: Path):
     page = _Page(ReportWriter(tmp_path, tmp_path))
     assert page.inline("**best** `a<b` and _(none)_") == "<strong>best</strong> <code>a&lt;b</code> and <em>(none)</em>"
@@ -205,6 +268,7 @@ def test_in_a_browser_sorting_and_filtering_work(written, tmp_path):
         unavailable("chromium and chromedriver are not installed (Debian: apt-get install chromium "
                     "chromium-driver): no browser check")
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import Select
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")  # Debian's, with its own driver: Selenium Manager (which
@@ -219,9 +283,17 @@ def test_in_a_browser_sorting_and_filtering_work(written, tmp_path):
         board.find_elements("css selector", "th")[1].click()
         board.find_elements("css selector", "th")[1].click()  # descending
         assert board.find_element("css selector", "tbody tr td").text == "unet/resnet18/focal/s1"
-        board.find_element("css selector", ".table-filter").send_keys("fpn/")
+        Select(board.find_element("css selector", 'select[data-facet="model"]')).select_by_value("fpn")
         shown = [row.text for row in board.find_elements("css selector", "tbody tr") if row.is_displayed()]
         assert len(shown) == 4 and all(text.startswith("fpn/") for text in shown)
+        board.find_element("css selector", ".table-filter").send_keys("/s1")  # and the text box with it
+        shown = [row.text for row in board.find_elements("css selector", "tbody tr") if row.is_displayed()]
+        assert len(shown) == 2 and all(text.startswith(("fpn/resnet18/ce/s1", "fpn/resnet18/focal/s1"))
+                                       for text in shown)
+        link = next(link for link in driver.find_elements("css selector", "a.cell-link") if link.is_displayed())
+        target = link.get_attribute("href").split("#")[1]
+        link.click()  # a row's link opens that cell's details
+        assert driver.find_element("id", target).get_attribute("open") is not None
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         assert not errors, errors
         requested = [json.loads(entry["message"])["message"] for entry in driver.get_log("performance")]

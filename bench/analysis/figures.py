@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from segbench.atomic import atomic_write_bytes  # noqa: E402
 from segbench.colours import CORRECT_COLOUR, IGNORE_COLOUR, WRONG_COLOUR, colourise, error_map  # noqa: E402
 from segbench.records.rows import record_row  # noqa: E402
-from segbench.records.schema import DatasetInfo, Record  # noqa: E402
+from segbench.records.schema import DatasetInfo, Example, Record  # noqa: E402
 
 DPI = 110
 
@@ -333,29 +333,20 @@ def examples_figure(record: Record, cell_dir: Path, path: Path, title: str) -> P
     """image | ground truth | prediction | error map for the best and worst val images saved with the cell."""
     from PIL import Image
 
-    examples = [e for e in record.examples or [] if all((cell_dir / name).is_file()
-                                                         for name in (e.image, e.label, e.pred))]
+    examples = saved_examples(record, cell_dir)
     if not examples:
         return None
-    dataset = record.dataset or DatasetInfo(name="", classes=[])
-    palette = dataset.palette or []
-    ignore = 255 if dataset.ignore_index is None else dataset.ignore_index
     first = np.asarray(Image.open(cell_dir / examples[0].image))
     aspect = first.shape[1] / first.shape[0]
     figure, axes = plt.subplots(len(examples), 4, figsize=(4 * 2.4 * min(aspect, 2.5), 2.5 * len(examples) + 0.8),
                                 squeeze=False)
     for row, example in zip(axes, examples, strict=True):
-        image = np.asarray(Image.open(cell_dir / example.image).convert("RGB"))
-        label = np.asarray(Image.open(cell_dir / example.label))
-        pred = np.asarray(Image.open(cell_dir / example.pred))
-        panels = [image, colourise(label, palette, ignore), colourise(pred, palette, ignore),
-                  error_map(label, pred, ignore)]
-        for axis, panel in zip(row, panels, strict=True):
+        for axis, panel in zip(row, example_panels(record, cell_dir, example), strict=True):
             axis.imshow(panel, interpolation="nearest")
             axis.set_xticks([])
             axis.set_yticks([])
         row[0].set_ylabel(f"{example.rank}\n{example.sample_id}\nacc {example.pixel_accuracy * 100:.1f}%", fontsize=8)
-    for axis, name in zip(axes[0], ("image", "ground truth", "prediction", "error map"), strict=True):
+    for axis, name in zip(axes[0], EXAMPLE_PANELS, strict=True):
         axis.set_title(name, fontsize=10)
     legend = [Patch(color=np.array(CORRECT_COLOUR) / 255, label="correct"),
               Patch(color=np.array(WRONG_COLOUR) / 255, label="wrong"),
@@ -364,6 +355,28 @@ def examples_figure(record: Record, cell_dir: Path, path: Path, title: str) -> P
     figure.suptitle(f"{title}: {_label(record)}, best and worst val images by pixel accuracy", fontsize=10)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
     return _save(figure, path)
+
+
+EXAMPLE_PANELS = ("image", "ground truth", "prediction", "error map")
+
+
+def saved_examples(record: Record, cell_dir: Path) -> list[Example]:
+    """The record's example images whose three files are all in the cell's folder."""
+    return [e for e in record.examples or [] if all((cell_dir / name).is_file() for name in (e.image, e.label, e.pred))]
+
+
+def example_panels(record: Record, cell_dir: Path, example: Example) -> list[np.ndarray]:
+    """One saved example as RGB panels (EXAMPLE_PANELS): the image, ground truth and prediction in the dataset's
+    palette, and the error map."""
+    from PIL import Image
+
+    dataset = record.dataset or DatasetInfo(name="", classes=[])
+    palette = dataset.palette or []
+    ignore = 255 if dataset.ignore_index is None else dataset.ignore_index
+    image = np.asarray(Image.open(cell_dir / example.image).convert("RGB"))
+    label = np.asarray(Image.open(cell_dir / example.label))
+    pred = np.asarray(Image.open(cell_dir / example.pred))
+    return [image, colourise(label, palette, ignore), colourise(pred, palette, ignore), error_map(label, pred, ignore)]
 
 
 def class_share_figure(path: Path, dataset: str, classes: tuple[str, ...], shares: dict[str, np.ndarray]) -> Path:

@@ -36,6 +36,14 @@ td.verdict-one-run{color:#777}
 details{border:1px solid #ddd;border-radius:4px;margin:.3rem 0;padding:.2rem .6rem}details:target{border-color:#1f77b4}
 summary{cursor:pointer;font-family:monospace}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .8rem}
 dt{font-weight:600}dd{margin:0}pre{margin:0;white-space:pre-wrap;font-size:.85em;max-height:24rem;overflow:auto}
+.curves{display:flex;flex-wrap:wrap;gap:1rem;margin:.6rem 0}
+.curve-chart .curve{fill:none;stroke:#1f77b4;stroke-width:2}.curve-chart .curve-point{fill:#1f77b4}
+.curve-chart .frame{stroke:#333}.curve-chart .tick{font-size:10px;fill:#444}
+.curve-chart .label{font-size:12px;fill:#222}
+.examples figure{margin:.4rem 0}.examples img{image-rendering:pixelated;width:100%;max-width:800px}
+.note{color:#666}.heat-legend{color:#666}
+.heat-scale{display:inline-block;width:5rem;height:.7rem;vertical-align:middle;
+background:linear-gradient(90deg,hsl(0,70%,82%),hsl(60,70%,82%),hsl(120,70%,82%))}
 """
 
 SCRIPT = """
@@ -74,8 +82,11 @@ SCRIPT = """
       each(body.rows, function (row) {
         var keep = row.textContent.toLowerCase().indexOf(needle) >= 0;
         each(selects, function (select) {
-          var cell = row.cells[Number(select.getAttribute("data-col"))];
-          if (select.value && cell.getAttribute("data-v") !== select.value) { keep = false; }
+          if (!select.value) { return; }
+          var facet = select.getAttribute("data-facet");  // an axis of the row's cell, or a shown column
+          var value = facet ? row.getAttribute("data-f-" + facet)
+                            : row.cells[Number(select.getAttribute("data-col"))].getAttribute("data-v");
+          if (value !== select.value) { keep = false; }
         });
         row.hidden = !keep;
         shown += keep ? 1 : 0;

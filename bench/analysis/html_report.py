@@ -10,23 +10,38 @@ to anchors of the page or data: URIs only. Nothing on the page requests anything
 from __future__ import annotations
 
 import base64
+import io
 import math
 import re
 from collections import Counter
 from html import escape, unescape
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from segbench.analysis import tables
-from segbench.analysis.figures import pareto_front
+from segbench.analysis import figures, tables
 from segbench.analysis.html_assets import SCRIPT, STYLE
-from segbench.analysis.writer import Block, Chart, Details, Figure, Heading, ReportWriter, Table, Text
+from segbench.analysis.writer import (
+    Block,
+    CellDetails,
+    Chart,
+    Curve,
+    Details,
+    Figure,
+    Heading,
+    ReportWriter,
+    Table,
+    Text,
+)
 
 # Columns a table filters by a select box (one option per distinct value) besides its text box.
 SELECT_COLUMNS = ("dataset", "model", "encoder", "loss", "weights", "status", "kind", "runtime", "precision",
                   "axis", "metric", "verdict")
 CODE = re.compile(r"`([^`]+)`")
+# The most bytes of val example images (base64) the page embeds, best cells first: 4 examples of a 96x192 synthetic
+# image take about 0.2 MB, so the quickstart's 4 cells all fit and a 200-cell page stays under 8 MB.
+EXAMPLE_BYTES = 1_500_000
 LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 BOLD = re.compile(r"\*\*(.+?)\*\*")
 ITALIC = re.compile(r"(?<![\w*])_(\S(?:.*?\S)?)_(?!\w)")
@@ -56,6 +71,9 @@ class _Page:
                  for number, cell in enumerate(block.cells) for name in dict.fromkeys(cell.names)]
         counts = Counter(name for name, _ in named)
         self.cells = {name: anchor for name, anchor in named if counts[name] == 1}
+        self.facets = {f"cell-{number}": dict(cell.facets) for block in writer.blocks if isinstance(block, Details)
+                       for number, cell in enumerate(block.cells)}
+        self.example_bytes = 0  # example images embedded so far (EXAMPLE_BYTES)
 
     def block(self, block: Block) -> str:
         if isinstance(block, Heading):
@@ -139,27 +157,37 @@ class _Page:
         head = "".join(f'<th class="{"num" if name in cells.numeric else "text"}" data-col="{index}">'
                        f"{escape(header)}</th>"
                        for index, (name, header) in enumerate(zip(cells.names, cells.headers, strict=True)))
-        rows = ["<tr>" + "".join(self._td(name, text, best, raw[name].iloc[position] if name in raw.columns else text)
-                                 for name, (text, best) in zip(cells.names, row, strict=True)) + "</tr>"
+        # The facets of the cell each row shows (its model, encoder, loss...), by which its rows filter too.
+        facets = [self.facets.get(self.cells.get(str(raw["cell"].iloc[position]), ""), {})
+                  if "cell" in raw.columns else {} for position in range(len(cells.rows))]
+        rows = ["<tr" + "".join(f' data-f-{key}="{escape(value)}"' for key, value in facets[position].items()) + ">"
+                + "".join(self._td(name, text, best, raw[name].iloc[position] if name in raw.columns else text,
+                                   block.heatmap and name in cells.numeric)
+                          for name, (text, best) in zip(cells.names, row, strict=True)) + "</tr>"
                 for position, row in enumerate(cells.rows)]
         selects = []
         for index, (name, header) in enumerate(zip(cells.names, cells.headers, strict=True)):
             values = sorted({_sort_value(value) for value in raw[name]} - {""}) if name in raw.columns else []
             if name in SELECT_COLUMNS and 1 < len(values) <= 50:
-                options = "".join(f'<option value="{escape(v)}">{escape(v)}</option>' for v in values)
-                selects.append(f'<label>{escape(header)} <select class="table-select" data-col="{index}">'
-                               f'<option value="">all</option>{options}</select></label>')
+                selects.append(_select(header, f'data-col="{index}"', values))
+        for key in dict.fromkeys(key for row in facets for key in row):
+            values = sorted({row[key] for row in facets if key in row})
+            if key not in cells.names and 1 < len(values) <= 50:
+                selects.append(_select(key, f'data-facet="{escape(key)}"', values))
+        legend = ('<span class="heat-legend">coloured by value: <span class="heat-scale"></span> 0 to 100 %</span>'
+                  if block.heatmap else "")
         csv = (f'<p class="csv">{self.inline(f"{block.csv_label}: [{block.csv}]({block.csv})")}</p>'
                if block.csv else "")
         return (f'<div class="table-block" id="table-{self.count}"><div class="table-tools">'
                 f'<input type="search" class="table-filter" placeholder="filter rows" aria-label="filter rows">'
-                f'{"".join(selects)}<span class="table-count"></span></div>'
+                f'{"".join(selects)}<span class="table-count"></span>{legend}</div>'
                 f'<div class="table-scroll"><table class="sortable"><thead><tr>{head}</tr></thead>'
                 f"<tbody>{''.join(rows)}</tbody></table></div>{csv}</div>")
 
-    def _td(self, name: str, text: str, best: bool, value: Any) -> str:
+    def _td(self, name: str, text: str, best: bool, value: Any, heat: bool = False) -> str:
         """One cell: its raw value in `data-v`, its text (bold where best), a link to the cell's details from the
-        `cell` column, and a class naming the verdict in a `verdict` column."""
+        `cell` column, a class naming the verdict in a `verdict` column, and where `heat` a background from red (0)
+        to green (1) for its raw value."""
         shown = self.inline(text)
         if best:
             shown = f"<strong>{shown}</strong>"
@@ -167,18 +195,54 @@ class _Page:
             shown = f'<a class="cell-link" href="#{self.cells[str(value)]}">{shown}</a>'
         verdict = re.sub(r"\W+", "-", str(value)).strip("-")
         classes = f' class="verdict verdict-{escape(verdict)}"' if name == "verdict" else ""
-        return f'<td data-v="{escape(_sort_value(value))}"{classes}>{shown}</td>'
+        raw = _sort_value(value)
+        if heat and raw:
+            classes += f' style="background:{_heat(float(raw))}"'
+        return f'<td data-v="{escape(raw)}"{classes}>{shown}</td>'
 
     def details(self, block: Details) -> str:
-        """Each cell's details, closed until followed from one of its rows."""
+        """Each cell's details, closed until followed from one of its rows: its items, training curves and val
+        examples (embedded while the page's examples stay under EXAMPLE_BYTES, best cells first)."""
         parts = [f'<h2 id="{self.anchor("Cell details")}">Cell details</h2>']
-        for number, cell in enumerate(block.cells):
+        embedded = [self._examples(cell) for cell in block.cells]
+        shown = sum(bool(html) and "<img" in html for html in embedded)
+        with_examples = sum(bool(cell.examples) for cell in block.cells)
+        if shown < with_examples:
+            parts.append(f"<p>Val examples are embedded for {shown} of the {with_examples} cells that saved some (the "
+                         f"best first, up to {EXAMPLE_BYTES / 1e6:g} MB of images, to keep the page small); the "
+                         "others are in each cell's <code>examples/</code> folder.</p>")
+        for number, (cell, examples) in enumerate(zip(block.cells, embedded, strict=True)):
             items = "".join(f"<dt>{escape(name)}</dt><dd>"
                             + (f"<pre>{escape(text)}</pre>" if "\n" in text else escape(text)) + "</dd>"
                             for name, text in cell.items)
+            curves = "".join(_curve(curve) for curve in cell.curves)
+            curves = f'<div class="curves">{curves}</div>' if curves else ""
             parts.append(f'<details id="cell-{number}"><summary>{escape(cell.title)}</summary>'
-                         f"<dl>{items}</dl></details>")
+                         f"<dl>{items}</dl>{curves}{examples}</details>")
         return "\n".join(parts)
+
+    def _examples(self, cell: CellDetails) -> str:
+        """A cell's val examples as strips of EXAMPLE_PANELS (PNG data: URIs), or where the page's budget is spent
+        a sentence saying where they are."""
+        if not cell.examples:
+            return ""
+        strips: list[tuple[str, str]] = []
+        for example in cell.examples:
+            if self.example_bytes + sum(len(data) for _, data in strips) > EXAMPLE_BYTES:
+                break
+            panels = figures.example_panels(example.record, example.cell_dir, example.example)
+            strips.append((example.caption, _png(_strip(panels))))
+        size = sum(len(data) for _, data in strips)
+        if len(strips) < len(cell.examples) or self.example_bytes + size > EXAMPLE_BYTES:
+            self.example_bytes = EXAMPLE_BYTES + 1  # spent: later cells are not drawn at all
+            return (f'<p class="note">Val examples: not embedded (the page\'s budget for images is spent); see '
+                    f"<code>{escape(cell.examples[0].cell_dir.name)}/examples/</code>.</p>")
+        self.example_bytes += size
+        head = " | ".join(figures.EXAMPLE_PANELS)
+        return (f'<div class="examples"><p>Val examples, best and worst by pixel accuracy ({escape(head)}):</p>'
+                + "".join(f'<figure><img src="data:image/png;base64,{data}" alt="{escape(caption)}">'
+                          f"<figcaption>{escape(caption)}</figcaption></figure>" for caption, data in strips)
+                + "</div>")
 
     def chart(self, chart: Chart) -> str:
         """mIoU against a choice of cost: one SVG layer per x axis, drawn here from the raw numbers (points, ticks,
@@ -210,7 +274,7 @@ class _Page:
                 layer.append(f'<line class="grid" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}"/>'
                              f'<text class="tick" x="{x:.1f}" y="{height - bottom + 16}" '
                              f'text-anchor="middle">{_tick(tick)}</text>')
-            front = pareto_front([p[1] for p in points], [p[2] for p in points])
+            front = figures.pareto_front([p[1] for p in points], [p[2] for p in points])
             coordinates = " ".join(f"{x_scale(points[i][1]):.1f},{y_scale(points[i][2]):.1f}" for i in front)
             layer.append(f'<polyline class="front" points="{coordinates}"/>')
             for cell, x, y in points:
@@ -226,6 +290,62 @@ class _Page:
                 f'the Pareto front (lower cost, higher {escape(chart.y_label)})</span>'
                 f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
                 f'aria-label="{escape(chart.y_label)} against cost">{"".join(parts)}</svg></div>')
+
+
+def _select(label: str, attribute: str, values: list[str]) -> str:
+    """A select box filtering a table's rows to one value (`attribute`: the column or facet it reads)."""
+    options = "".join(f'<option value="{escape(value)}">{escape(value)}</option>' for value in values)
+    return (f'<label>{escape(label)} <select class="table-select" {attribute}><option value="">all</option>'
+            f"{options}</select></label>")
+
+
+def _heat(value: float) -> str:
+    """A light background from red (0) through yellow to green (1)."""
+    return f"hsl({max(0.0, min(1.0, value)) * 120:.0f},70%,82%)"
+
+
+def _curve(curve: Curve) -> str:
+    """One training curve as a small SVG: the line, its points (value on hover) and ticks on both axes."""
+    width, height, left, right, top, bottom = 340, 200, 52, 12, 24, 36
+    xs, ys = [x for x, _ in curve.points], [y for _, y in curve.points]
+    x_scale, y_scale = _Scale(xs, left, width - right), _Scale(ys, height - bottom, top)
+    parts = [f'<text class="label" x="{left}" y="14">{escape(curve.title)}</text>',
+             f'<line class="frame" x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}"/>',
+             f'<line class="frame" x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}"/>',
+             f'<text class="tick" x="{(left + width - right) / 2}" y="{height - 4}" '
+             f'text-anchor="middle">{escape(curve.x_label)}</text>']
+    for tick in y_scale.ticks(4):
+        parts.append(f'<text class="tick" x="{left - 4}" y="{y_scale(tick) + 4:.1f}" text-anchor="end">'
+                     f"{_tick(tick)}</text>")
+    for tick in x_scale.ticks(5):
+        if float(tick).is_integer() or curve.x_label != "epoch":
+            parts.append(f'<text class="tick" x="{x_scale(tick):.1f}" y="{height - bottom + 14}" '
+                         f'text-anchor="middle">{_tick(tick)}</text>')
+    coordinates = " ".join(f"{x_scale(x):.1f},{y_scale(y):.1f}" for x, y in curve.points)
+    parts.append(f'<polyline class="curve" points="{coordinates}"/>')
+    parts.extend(f'<circle class="curve-point" cx="{x_scale(x):.1f}" cy="{y_scale(y):.1f}" r="3">'
+                 f"<title>{escape(curve.x_label)} {_tick(x)}: {escape(curve.y_label)} {_tick(y)}</title></circle>"
+                 for x, y in curve.points)
+    return (f'<svg class="curve-chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+            f'aria-label="{escape(curve.title)}">{"".join(parts)}</svg>')
+
+
+def _strip(panels: list[np.ndarray]) -> np.ndarray:
+    """Panels of one height side by side, 4 white pixels apart."""
+    gap = np.full((panels[0].shape[0], 4, 3), 255, dtype=np.uint8)
+    joined: list[np.ndarray] = []
+    for panel in panels:
+        joined.extend([panel.astype(np.uint8), gap])
+    return np.concatenate(joined[:-1], axis=1)
+
+
+def _png(image: np.ndarray) -> str:
+    """An RGB array as base64 PNG."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 class _Scale:

@@ -22,7 +22,7 @@ from segbench.analysis import figures, tables
 from segbench.analysis.effects_section import ComparisonOptions, compute_comparisons, write_comparison_section
 from segbench.analysis.seeds import seed_statistics_frame, write_seed_section
 from segbench.analysis.summary import Selection, latency_conditions, select_latest
-from segbench.analysis.writer import CellDetails, ReportWriter
+from segbench.analysis.writer import CellDetails, Curve, ExampleImages, ReportWriter
 from segbench.errors import ConfigError
 from segbench.metrics.catalogue import fixed
 from segbench.records.paths import cell_dir, cells_dir, tensorboard_run, tuning_dir
@@ -104,7 +104,8 @@ def write_report(results: Path, out: Path | None = None, options: ComparisonOpti
     writer.add("## Environment")
     writer.table(tables.environment_frame(selection.records), None, "environment.csv")
     _definitions_section(writer)
-    writer.details([cell_details(record) for record in selection.records])
+    best_first = sorted(selection.records, key=lambda r: -(r.metrics.miou or 0) if r.metrics else 1)
+    writer.details([cell_details(record, cell_dir(results, record.cell_id)) for record in best_first])
     report = out / "report.md"
     report.write_text(writer.markdown(), encoding="utf-8")
     page = out / "report.html"
@@ -147,7 +148,7 @@ def _dataset_sections(writer: ReportWriter, name: str, records: list[Record]) ->
     per_class = tables.per_class_iou_frame(records, classes)
     percent_columns = {name: tables.Column(name, fixed(1, 0.01)) for name in per_class.columns}
     writer.table(per_class, {"class": tables.Column("class", str), **percent_columns}, f"per-class-iou-{slug}.csv",
-                 per_class.reset_index(), csv_label="CSV")
+                 per_class.reset_index(), csv_label="CSV", heatmap=True)
     writer.figure(figures.per_class_heatmap(per_class, writer.figures_dir / f"{slug}-per-class-iou.png", name),
                   "per-class IoU heatmap")
     writer.figure(figures.iou_vs_share_figure(records, best, classes, writer.figures_dir / f"{slug}-iou-vs-share.png",
@@ -414,9 +415,14 @@ def _superseded_section(writer: ReportWriter, selection: Selection) -> None:
 DETAILED_COST = ("params", "gmacs", "latency_ms_p50", "latency_ratio", "train_time_s", "train_memory_bytes")
 
 
-def cell_details(record: Record) -> CellDetails:
+# What a table's rows can be filtered by in the HTML report, besides their shown columns.
+FACETS = ("dataset", "model", "encoder", "loss", "weights", "status", "machine")
+
+
+def cell_details(record: Record, folder: Path) -> CellDetails:
     """What the HTML report shows of one cell behind its rows: identity, selection, cost (raw units), the error of
-    a cell that did not finish, and its resolved configuration."""
+    a cell that did not finish, its resolved configuration, training curves and the val examples saved in `folder`
+    (the cell's folder)."""
     row = record_row(record)
     items = [("cell", record.slug), ("config hash", record.config_hash), ("status", record.status)]
     if record.ok:
@@ -429,7 +435,17 @@ def cell_details(record: Record) -> CellDetails:
         if trace:
             items.append(("traceback", trace))
     items.append(("configuration", json.dumps(record.config.to_json(), indent=2, sort_keys=True, default=str)))
-    return CellDetails((row["label"], record.slug), record.slug, tuple(items))
+    history = record.history or []
+    curves = (Curve("training loss", "epoch", "mean loss over the epoch",
+                    tuple((h.epoch, h.train_loss) for h in history if h.train_loss is not None)),
+              Curve("val mIoU", "epoch", "val mIoU", tuple((h.epoch, h.val_miou) for h in history
+                                                           if h.val_miou is not None)))
+    examples = tuple(ExampleImages(f"{e.rank}: {e.sample_id}, pixel accuracy {e.pixel_accuracy * 100:.1f} %"
+                                   if e.pixel_accuracy is not None else f"{e.rank}: {e.sample_id}", record, folder, e)
+                     for e in figures.saved_examples(record, folder))
+    facets = tuple((key, str(row[key])) for key in FACETS if row.get(key) is not None)
+    return CellDetails((row["label"], record.slug), record.slug, tuple(items), facets,
+                       tuple(curve for curve in curves if curve.points), examples)
 
 
 def _definitions_section(writer: ReportWriter) -> None:

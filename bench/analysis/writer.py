@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from segbench.analysis import tables
+from segbench.records.schema import Example, Record
 
 HEADING = re.compile(r"^(#{1,6}) (.+)$")
 
@@ -42,6 +43,7 @@ class Table:
     columns: dict[str, tables.Column] | None
     csv: str | None = None
     csv_label: str = "CSV (raw units)"
+    heatmap: bool = False  # HTML: numeric cells coloured by their raw value, a fraction in [0, 1]
 
     @property
     def names(self) -> list[str]:
@@ -68,13 +70,38 @@ class Chart:
 
 
 @dataclass(frozen=True)
+class Curve:
+    """One line of a cell's training history: (x, y) points in raw units."""
+
+    title: str
+    x_label: str
+    y_label: str
+    points: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class ExampleImages:
+    """One saved val example of a cell, drawn (`figures.example_panels`) only where the HTML page shows it."""
+
+    caption: str
+    record: Record
+    cell_dir: Path
+    example: Example
+
+
+@dataclass(frozen=True)
 class CellDetails:
     """One cell as the HTML report details it: `names` (its label and slug) are the texts by which a table's `cell`
-    column links to it; `items` are (name, text) pairs, a text of several lines shown preformatted."""
+    column links to it; `facets` ((axis, value): dataset, model, encoder, loss, weights, status, machine) are what
+    the rows of any table showing the cell can be filtered by; `items` are (name, text) pairs, a text of several
+    lines shown preformatted; `curves` its training history; `examples` its best and worst val images."""
 
     names: tuple[str, ...]
     title: str
     items: tuple[tuple[str, str], ...]
+    facets: tuple[tuple[str, str], ...] = ()
+    curves: tuple[Curve, ...] = ()
+    examples: tuple[ExampleImages, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,7 +163,7 @@ class ReportWriter:
         self.blocks.append(Details(tuple(cells)))
 
     def table(self, frame: pd.DataFrame, columns: dict[str, tables.Column] | None, csv_name: str | None,
-              shown: pd.DataFrame | None = None, csv_label: str = "CSV (raw units)") -> None:
+              shown: pd.DataFrame | None = None, csv_label: str = "CSV (raw units)", heatmap: bool = False) -> None:
         """`frame` as CSV (raw units) and, or `shown` where given (row for row), as a table."""
         if frame.empty:
             self.add("_(none)_")
@@ -144,7 +171,7 @@ class ReportWriter:
         if csv_name:
             self.csv(frame, csv_name)
         raw = frame.reset_index(drop=frame.index.name is None)
-        self.blocks.append(Table(raw, frame if shown is None else shown, columns, csv_name, csv_label))
+        self.blocks.append(Table(raw, frame if shown is None else shown, columns, csv_name, csv_label, heatmap))
 
     def markdown(self) -> str:
         """The report as Markdown: report.md."""
