@@ -145,6 +145,16 @@ def test_latency_figures_and_the_html_chart_say_when_machines_are_mixed(tmp_path
     assert machines_note(one) == ""
     assert machines_note(two) == ("\nlatencies from 2 machines (cost CSV, column machine): compare only within one")
     results = write_results(tmp_path / "results", [item.to_json() for item in two])
-    page = (write_report(results, tmp_path / "report", html=True).parent / "report.html").read_text()
+    markdown = write_report(results, tmp_path / "report", html=True)
+    page = (markdown.parent / "report.html").read_text()
     assert "latency p50, batch 1 (ms); latencies from 2 machines (cost CSV, column machine): compare only within one" \
         in page
+    # Each leaderboard row names the machine its latency was timed on, and the rows filter by it.
+    board = markdown.read_text().split("### Leaderboard")[1].split("CSV (raw units)")[0]
+    assert "| latency machine |" in board and "| machine-a |" in board and "| machine-b |" in board
+    assert '<label>latency machine <select class="table-select"' in page.split('class="table-block"')[1]
+    single = write_results(tmp_path / "single", [item.to_json() for item in one])
+    board = write_report(single, tmp_path / "single-report").read_text().split("### Leaderboard")[1]
+    assert "latency machine" not in board.split("CSV (raw units)")[0]  # one machine: the sentence above says so
+    csv = pd.read_csv(tmp_path / "single-report" / "leaderboard-synthetic.csv")
+    assert csv["machine"].tolist() == ["machine-a"] * 2

@@ -65,13 +65,14 @@ def interval_text(low: Any, high: Any) -> str:
 LEADERBOARD_CSV = ("cell", "miou", "miou_ci_low", "miou_ci_high", "pixel_accuracy", "mdice", "micro_iou",
                    "boundary_miou", "ece", "params", "gmacs", "latency_ms_p50", "throughput_images_per_s",
                    "train_time_s", "time_to_90pct_s", "iterations_to_90pct", "train_memory_bytes",
-                   "inference_memory_bytes", "budget")
+                   "inference_memory_bytes", "budget", "machine")
 # What set each cell's training length ("3 epochs", "200 it", "0.5 TFLOPs (120 it)"): cells compared on another
 # basis did not get the same training.
 BUDGET = Column("budget", str)
 LEADERBOARD: dict[str, Column] = {
     "cell": CELL, "miou": metric_column("miou"), "miou_ci": Column("mIoU 95 % CI (val images)", str),
-    **{key: metric_column(key) for key in LEADERBOARD_CSV[4:-1] if key != "iterations_to_90pct"}, "budget": BUDGET}
+    **{key: metric_column(key) for key in LEADERBOARD_CSV[4:-2] if key != "iterations_to_90pct"}, "budget": BUDGET,
+    "machine": Column("latency machine", str)}
 
 
 DOMAINS: dict[str, Column] = {
@@ -174,10 +175,15 @@ def leaderboard_frame(records: list[Record]) -> pd.DataFrame:
 
 
 def leaderboard_shown(frame: pd.DataFrame) -> pd.DataFrame:
-    """`leaderboard_frame` with the mIoU interval joined into the text column `miou_ci` for the Markdown table."""
+    """`leaderboard_frame` with the mIoU interval joined into the text column `miou_ci` for the Markdown table, and
+    the latency machine (the latency gate's fingerprint) shown only where the rows' latencies come from more than one
+    machine (merged folders), where latencies do not compare across rows."""
     shown = frame.copy()
     shown["miou_ci"] = [interval_text(low, high) for low, high in zip(frame["miou_ci_low"], frame["miou_ci_high"],
                                                                        strict=True)]
+    timed = frame.loc[frame["latency_ms_p50"].notna(), "machine"]
+    if timed.nunique(dropna=False) <= 1:
+        shown = shown.drop(columns="machine")
     return shown
 
 
