@@ -6,7 +6,7 @@ SEGBENCH := $(VENV)/bin/segbench
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test test-fast lint bench summary baseline clean install
+.PHONY: demo html-check test test-fast lint bench summary baseline clean install
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,13 @@ DEMO_FLAGS ?= $(shell $(PY) -c "import torch; print('--parallel 2' if not torch.
 	and torch.get_num_threads() >= 2 else '')")
 demo: install  ## train the quickstart grid (4 cells, within 5 minutes on 2 CPU cores) and print the leaderboard
 	$(SEGBENCH) run grids/quickstart.yaml --results runs/quickstart $(DEMO_FLAGS)
+
+# The quickstart's HTML report opened in headless chromium with the browser test's checks (sort, filter by model,
+# a row's link, no console error, no request outside the file): needs Debian's chromium and chromium-driver.
+html-check: install  ## after make demo: report runs/quickstart --html, then check the page in headless chromium
+	$(SEGBENCH) report runs/quickstart --html
+	SEGBENCH_HTML_PAGE=runs/quickstart/report/report.html SEGBENCH_BROWSER_TEST=required \
+		$(PY) -m pytest tests/test_report_html.py -k test_a_given_report_in_a_browser -q
 
 test: install  ## lint, then the whole test suite (CPU only)
 	$(VENV)/bin/ruff check .

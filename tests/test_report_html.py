@@ -18,6 +18,7 @@ from segbench.analysis.html_report import _Page
 from segbench.analysis.writer import ReportWriter
 from segbench.cli import app
 
+from support.browser import check_report_page, chromium
 from support.records import record, write_results
 
 CLASSES = ["road", "<img src=x onerror=alert(1)>", "sky"]
@@ -245,64 +246,39 @@ def test_markdown_inline_text_becomes_safe_html(tmp_path: Path):
         "<ul><li>one</li><li>two</li></ul>\n<blockquote>note</blockquote>")
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    driver = chromium(logs=True)
+    yield driver
+    driver.quit()
+
+
 @pytest.mark.slow
-def test_in_a_browser_sorting_and_filtering_work(written, tmp_path):
+def test_in_a_browser_sorting_and_filtering_work(written, browser, tmp_path):
     """Headless chromium: the page opens from disk with no console error and no request outside the file, the
-    leaderboard sorts by mIoU and filters to one model; a screenshot is saved under the test's folder. Skipped where
-    selenium, chromium or chromedriver is missing, unless SEGBENCH_BROWSER_TEST=required (.ci/run sets it)."""
-    import json
+    leaderboard sorts by mIoU and filters to one model with its select box, then by text; a row's link opens its
+    cell's details; a screenshot is saved under the test's folder. Skipped where selenium, chromium or chromedriver
+    is missing, unless SEGBENCH_BROWSER_TEST=required (.ci/run sets it)."""
+    board = check_report_page(browser, written[0] / "report.html", tmp_path / "report.png")
+    shown = [row.text for row in board.find_elements("css selector", "tbody tr") if row.is_displayed()]
+    assert len(shown) == 4 and all(text.startswith("fpn/") for text in shown)
+    assert shown[0].startswith("fpn/resnet18/focal/s1")  # the best fpn cell first: sorted by mIoU, descending
+    board.find_element("css selector", ".table-filter").send_keys("/s1")  # and the text box with it
+    shown = [row.text for row in board.find_elements("css selector", "tbody tr") if row.is_displayed()]
+    assert len(shown) == 2 and all(text.startswith(("fpn/resnet18/ce/s1", "fpn/resnet18/focal/s1")) for text in shown)
+
+
+@pytest.mark.slow
+def test_a_given_report_in_a_browser(browser, tmp_path):
+    """`make html-check`: the same checks on the page named by SEGBENCH_HTML_PAGE (the quickstart's, after
+    `make demo`); skipped where it is not set."""
     import os
 
-    required = os.environ.get("SEGBENCH_BROWSER_TEST") == "required"
-
-    def unavailable(reason: str) -> None:
-        if required:
-            pytest.fail(f"{reason}, and SEGBENCH_BROWSER_TEST=required")
-        pytest.skip(reason)
-
-    try:
-        from selenium import webdriver
-    except ImportError:
-        unavailable("selenium is not installed: no browser check")
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        unavailable("chromium and chromedriver are not installed (Debian: apt-get install chromium "
-                    "chromium-driver): no browser check")
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.support.ui import Select
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")  # Debian's, with its own driver: Selenium Manager (which
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):  # would look
-        options.add_argument(argument)  # for a browser online) is not asked
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=shutil.which("chromedriver")))
-    try:
-        page = (written[0] / "report.html").as_uri()
-        driver.get(page)
-        board = driver.find_element("css selector", ".table-block")
-        board.find_elements("css selector", "th")[1].click()
-        board.find_elements("css selector", "th")[1].click()  # descending
-        assert board.find_element("css selector", "tbody tr td").text == "unet/resnet18/focal/s1"
-        Select(board.find_element("css selector", 'select[data-facet="model"]')).select_by_value("fpn")
-        shown = [row.text for row in board.find_elements("css selector", "tbody tr") if row.is_displayed()]
-        assert len(shown) == 4 and all(text.startswith("fpn/") for text in shown)
-        board.find_element("css selector", ".table-filter").send_keys("/s1")  # and the text box with it
-        shown = [row.text for row in board.find_elements("css selector", "tbody tr") if row.is_displayed()]
-        assert len(shown) == 2 and all(text.startswith(("fpn/resnet18/ce/s1", "fpn/resnet18/focal/s1"))
-                                       for text in shown)
-        link = next(link for link in driver.find_elements("css selector", "a.cell-link") if link.is_displayed())
-        target = link.get_attribute("href").split("#")[1]
-        link.click()  # a row's link opens that cell's details
-        assert driver.find_element("id", target).get_attribute("open") is not None
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        assert not errors, errors
-        requested = [json.loads(entry["message"])["message"] for entry in driver.get_log("performance")]
-        urls = {event["params"]["request"]["url"] for event in requested
-                if event["method"] == "Network.requestWillBeSent"}
-        assert urls and all(url == page or url.startswith("data:") for url in urls), urls
-        assert driver.save_screenshot(str(tmp_path / "report.png")) and (tmp_path / "report.png").stat().st_size > 0
-    finally:
-        driver.quit()
+    page = os.environ.get("SEGBENCH_HTML_PAGE")
+    if not page:
+        pytest.skip("SEGBENCH_HTML_PAGE is not set (make html-check sets it to the quickstart's report.html)")
+    assert Path(page).is_file(), f"{page} does not exist: run make demo, then segbench report --html"
+    check_report_page(browser, Path(page), tmp_path / "report.png")
 
 
 def test_the_script_parses(tmp_path: Path):

@@ -42,6 +42,7 @@ dt{font-weight:600}dd{margin:0}pre{margin:0;white-space:pre-wrap;font-size:.85em
 .curve-chart .label{font-size:12px;fill:#222}
 .examples figure{margin:.4rem 0}.examples img{image-rendering:pixelated;width:100%;max-width:800px}
 .note{color:#666}.heat-legend{color:#666}
+figure,details,.chart{content-visibility:auto;contain-intrinsic-size:auto 300px}
 .heat-scale{display:inline-block;width:5rem;height:.7rem;vertical-align:middle;
 background:linear-gradient(90deg,hsl(0,70%,82%),hsl(60,70%,82%),hsl(120,70%,82%))}
 """
@@ -64,13 +65,19 @@ SCRIPT = """
         var direction = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
         each(heads, function (h) { h.removeAttribute("aria-sort"); });
         th.setAttribute("aria-sort", direction > 0 ? "ascending" : "descending");
-        var rows = Array.prototype.slice.call(body.rows);
-        rows.sort(function (r, s) {
-          var a = r.cells[column].getAttribute("data-v"), b = s.cells[column].getAttribute("data-v");
-          if (a === "" || b === "") { return (a === "") - (b === ""); }  // missing values last either way
-          return direction * compare(a, b);
+        // Each row's key read once; numbers compared as numbers; missing values last either way.
+        var keyed = Array.prototype.map.call(body.rows, function (row) {
+          var value = row.cells[column].getAttribute("data-v");
+          return {row: row, value: value, number: value !== "" && isFinite(value) ? Number(value) : null};
         });
-        each(rows, function (row) { body.appendChild(row); });
+        keyed.sort(function (r, s) {
+          if (r.value === "" || s.value === "") { return (r.value === "") - (s.value === ""); }
+          if (r.number !== null && s.number !== null) { return direction * (r.number - s.number); }
+          return direction * compare(r.value, s.value);
+        });
+        var sorted = document.createDocumentFragment();
+        each(keyed, function (item) { sorted.appendChild(item.row); });
+        body.appendChild(sorted);
       });
     });
   });

@@ -43,7 +43,44 @@ def report_ratio(benchmark) -> ReportRatio:
     return record
 
 
+@dataclass(frozen=True)
+class Limit:
+    name: str
+    value: float
+    limit: float  # the largest acceptable value
+    unit: str
+    detail: str
+
+    @property
+    def verdict(self) -> str:
+        return "met" if self.value <= self.limit else "MISSED"
+
+
+LIMITS: list[Limit] = []
+
+ReportLimit = Callable[[str, float, float, str, str], None]
+
+
+@pytest.fixture
+def report_limit(benchmark) -> ReportLimit:
+    """Record an absolute measurement (a page's size, a browser's time) against its limit and fail the benchmark
+    when it is above it: for what has no plain alternative to time beside it."""
+
+    def record(name: str, value: float, limit: float, unit: str, detail: str) -> None:
+        benchmark.extra_info.update(value=value, limit=limit, unit=unit, detail=detail)
+        result = Limit(name, value, limit, unit, detail)
+        LIMITS.append(result)
+        assert result.verdict != "MISSED", f"{name}: {value:.3g} {unit} is above its limit {limit:g} {unit} ({detail})"
+
+    return record
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
+    if LIMITS:
+        terminalreporter.section("segbench against absolute limits")
+        for result in LIMITS:
+            terminalreporter.write_line(f"{result.name:<30} {result.value:8.3g} {result.unit:<3} limit "
+                                        f"{result.limit:<6g} {result.verdict:<6}  {result.detail}")
     if not RATIOS:
         return
     terminalreporter.section("segbench vs alternatives (ratio = segbench time / alternative time, same run)")
