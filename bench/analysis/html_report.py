@@ -37,7 +37,7 @@ from segbench.analysis.writer import (
 
 # Columns a table filters by a select box (one option per distinct value) besides its text box.
 SELECT_COLUMNS = ("dataset", "model", "encoder", "loss", "weights", "status", "kind", "runtime", "precision",
-                  "axis", "metric", "verdict")
+                  "axis", "metric", "verdict", "machine")
 CODE = re.compile(r"`([^`]+)`")
 # The most bytes of val example images (base64) the page embeds, best cells first: 4 examples of a 96x192 synthetic
 # image take about 0.2 MB, so the quickstart's 4 cells all fit and a 200-cell page stays under 8 MB.
