@@ -19,7 +19,7 @@ figcaption{color:#555;font-size:.9em}
 table.sortable{border-collapse:collapse;font-size:.88em}
 table.sortable th,table.sortable td{border:1px solid #ddd;padding:.2rem .45rem;vertical-align:top}
 table.sortable th{background:#f4f5f7;cursor:pointer;position:sticky;top:0;user-select:none;white-space:nowrap}
-table.sortable th.num,table.sortable td.num{text-align:right}
+table.sortable th.num,table.sortable td.num{text-align:right}table.sortable td.num{white-space:nowrap}
 table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}
 table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
 table.sortable tbody tr:nth-child(even){background:#fafafa}table.sortable tbody tr:hover{background:#eef4ff}
@@ -58,9 +58,6 @@ SCRIPT = """
   each(document.querySelectorAll("table.sortable"), function (table) {
     var heads = table.tHead.rows[0].cells, body = table.tBodies[0];
     each(heads, function (th, column) {
-      if (th.classList.contains("num")) {
-        each(body.rows, function (row) { row.cells[column].classList.add("num"); });
-      }
       th.addEventListener("click", function () {
         var direction = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
         each(heads, function (h) { h.removeAttribute("aria-sort"); });

@@ -162,7 +162,7 @@ class _Page:
                   if "cell" in raw.columns else {} for position in range(len(cells.rows))]
         rows = ["<tr" + "".join(f' data-f-{key}="{escape(value)}"' for key, value in facets[position].items()) + ">"
                 + "".join(self._td(name, text, best, raw[name].iloc[position] if name in raw.columns else text,
-                                   block.heatmap and name in cells.numeric)
+                                   name in cells.numeric, block.heatmap)
                           for name, (text, best) in zip(cells.names, row, strict=True)) + "</tr>"
                 for position, row in enumerate(cells.rows)]
         selects = []
@@ -184,19 +184,21 @@ class _Page:
                 f'<div class="table-scroll"><table class="sortable"><thead><tr>{head}</tr></thead>'
                 f"<tbody>{''.join(rows)}</tbody></table></div>{csv}</div>")
 
-    def _td(self, name: str, text: str, best: bool, value: Any, heat: bool = False) -> str:
+    def _td(self, name: str, text: str, best: bool, value: Any, numeric: bool = False, heat: bool = False) -> str:
         """One cell: its raw value in `data-v`, its text (bold where best), a link to the cell's details from the
-        `cell` column, a class naming the verdict in a `verdict` column, and where `heat` a background from red (0)
-        to green (1) for its raw value."""
+        `cell` column, a class naming the verdict in a `verdict` column, class `num` in a numeric column (right
+        aligned, never wrapped: a sort then lays the table out without breaking lines), and where `heat` (numeric
+        cells) a background from red (0) to green (1) for its raw value."""
         shown = self.inline(text)
         if best:
             shown = f"<strong>{shown}</strong>"
         if name == "cell" and str(value) in self.cells:
             shown = f'<a class="cell-link" href="#{self.cells[str(value)]}">{shown}</a>'
         verdict = re.sub(r"\W+", "-", str(value)).strip("-")
-        classes = f' class="verdict verdict-{escape(verdict)}"' if name == "verdict" else ""
+        classes = (f' class="verdict verdict-{escape(verdict)}"' if name == "verdict" else
+                   ' class="num"' if numeric else "")
         raw = _sort_value(value)
-        if heat and raw:
+        if numeric and heat and raw:
             classes += f' style="background:{_heat(float(raw))}"'
         return f'<td data-v="{escape(raw)}"{classes}>{shown}</td>'
 
