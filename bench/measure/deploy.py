@@ -251,10 +251,16 @@ class OnnxForward(nn.Module):
                               f"{_first_line(exc)})") from None
         self.input_name = self.session.get_inputs()[0].name
         self.providers = self.session.get_providers()
+        self.path = Path(path)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         array = images.detach().float().contiguous().cpu().numpy()
-        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0]).to(images.device)
+        try:
+            outputs = self.session.run(None, {self.input_name: array})
+        except Exception as exc:  # e.g. a model exported with a fixed input size, given another size
+            raise BuildFailed(f"ONNX Runtime cannot run {self.path.name} on a {'x'.join(map(str, array.shape))} input "
+                              f"({type(exc).__name__}: {_first_line(exc)})") from None
+        return torch.from_numpy(outputs[0]).to(images.device)
 
 
 class Autocast(nn.Module):

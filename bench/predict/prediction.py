@@ -40,6 +40,7 @@ from segbench.cell.inference import protocol_logits
 from segbench.cell.trained import TrainedCell, load_trained_cell, prediction_dataset, trained_record
 from segbench.devices import resolve_device, synchronize
 from segbench.errors import ConfigError
+from segbench.measure.deploy import BuildFailed
 from segbench.predict.export import RUNTIMES, onnx_forward, onnx_model_file
 from segbench.predict.inputs import Frame, InputPlan, plan_input, read_frames
 from segbench.predict.outputs import Overlay, VideoWriter, encode_labels, label_value_table, resize_to, write_png
@@ -120,7 +121,12 @@ def predict(cell_dir: Path, input_path: Path, out: Path, label_format: str = "tr
             if plan.is_video:
                 video = VideoWriter(staging / f"{plan.video.stem}_overlay.mp4", plan.fps)
             outputs = _Outputs(staging, table, painter, overlay, video)
-            timing = _predict_frames(trained, plan, outputs, batch_size, progress)
+            try:
+                timing = _predict_frames(trained, plan, outputs, batch_size, progress)
+            except BuildFailed as exc:  # the ONNX model did not run on these images
+                raise ConfigError(f"{exc}; a model exported with a fixed input size runs only images of that size: "
+                                  "export the cell again with segbench export onnx, or predict with --runtime "
+                                  "torch.") from None
             manifest = _manifest(trained, plan, label_format, overlay, alpha, batch_size, video, timing, onnx_file)
             atomic_write_json(staging / MANIFEST_FILE, manifest)
         except BaseException:

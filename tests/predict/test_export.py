@@ -149,3 +149,25 @@ def test_predict_refuses_an_onnx_file_exported_from_another_cell(trained_cell, e
                      "onnxruntime", "--onnx", other / "model.onnx")
     assert_refused(outcome, "was exported from cell fpn__resnet18__ce__synthetic__s1-0000000000")
     assert not (tmp_path / "pred").exists()
+
+
+def test_predict_with_an_onnx_model_of_a_fixed_other_size_is_one_sentence(trained_cell, tmp_path):
+    """An ONNX model whose input size is fixed (as the exporter leaves an architecture whose graph needs it) given
+    images of another size: ONNX Runtime's error becomes one sentence, exit 2, and no output folder."""
+    import warnings
+
+    import torch
+
+    classes = len(trained_cell.record["dataset"]["classes"])
+    fixed = tmp_path / "fixed" / "model.onnx"
+    fixed.parent.mkdir()
+    with warnings.catch_warnings():  # the TorchScript exporter, deprecated, is the one that fixes every size
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(torch.nn.Conv2d(3, classes, 1).eval(), (torch.zeros(1, 3, 8, 8),), str(fixed),
+                          input_names=["image"], output_names=["logits"], dynamo=False)
+    image = sorted(trained_cell.val_images.rglob("*.png"))[0]
+    out = tmp_path / "pred"
+    outcome = invoke("predict", trained_cell.cell_dir, "--input", image, "--out", out, "--runtime", "onnxruntime",
+                     "--onnx", fixed)
+    assert_refused(outcome, "ONNX Runtime cannot run model.onnx on a 1x3x")
+    assert "--runtime torch" in outcome.output and not out.exists()
