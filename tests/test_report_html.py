@@ -228,6 +228,19 @@ def test_examples_stop_at_the_pages_budget(tmp_path: Path, monkeypatch: pytest.M
     assert details.count("not embedded") == 2 and len(Elements(details).of("img")) == 4
 
 
+def test_a_diverged_epoch_is_left_out_of_the_curves(tmp_path: Path):
+    """A loss that became NaN or infinite is not drawn (nor does it break the axes); the other epochs are."""
+    from segbench.analysis.html_report import _curve
+    from segbench.records.schema import Record
+
+    item = record("unet__resnet18__ce__synthetic__s0", miou=0.5, history_shares=[0.5, 0.8, 1.0])
+    item["history"][1]["train_loss"] = float("inf")
+    loss, miou = report_module.cell_details(Record.model_validate(item), tmp_path).curves
+    assert [x for x, _ in loss.points] == [1, 3] and [x for x, _ in miou.points] == [1, 2, 3]
+    drawn = Elements(_curve(loss))
+    assert len(drawn.of("circle")) == 2 and "nan" not in _curve(loss) and "inf" not in _curve(loss)
+
+
 def test_per_class_iou_is_a_heatmap(page: str):
     """The per-class table's cells are coloured by IoU: red at 0, green at 1 (hue 0 to 120)."""
     table = page.split('id="per-class-iou"')[1].split("</table>")[0]

@@ -11,6 +11,7 @@ axes, pairs of the top configurations; comparisons.csv).
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -437,15 +438,20 @@ def cell_details(record: Record, folder: Path) -> CellDetails:
     items.append(("configuration", json.dumps(record.config.to_json(), indent=2, sort_keys=True, default=str)))
     history = record.history or []
     curves = (Curve("training loss", "epoch", "mean loss over the epoch",
-                    tuple((h.epoch, h.train_loss) for h in history if h.train_loss is not None)),
+                    tuple((h.epoch, h.train_loss) for h in history if _finite(h.train_loss))),
               Curve("val mIoU", "epoch", "val mIoU", tuple((h.epoch, h.val_miou) for h in history
-                                                           if h.val_miou is not None)))
+                                                           if _finite(h.val_miou))))
     examples = tuple(ExampleImages(f"{e.rank}: {e.sample_id}, pixel accuracy {e.pixel_accuracy * 100:.1f} %"
                                    if e.pixel_accuracy is not None else f"{e.rank}: {e.sample_id}", record, folder, e)
                      for e in figures.saved_examples(record, folder))
     facets = tuple((key, str(row[key])) for key in FACETS if row.get(key) is not None)
     return CellDetails((row["label"], record.slug), record.slug, tuple(items), facets,
                        tuple(curve for curve in curves if curve.points), examples)
+
+
+def _finite(value: float | None) -> bool:
+    """A number a curve can draw (a diverged epoch's loss is NaN or infinite: left out)."""
+    return value is not None and math.isfinite(value)
 
 
 def _definitions_section(writer: ReportWriter) -> None:
