@@ -186,6 +186,22 @@ def test_rows_filter_by_the_axes_of_their_cells(page: str):
     assert {row["data-f-status"] for row in rows} == {"ok"}
 
 
+def test_rows_of_cells_named_alike_on_two_datasets_still_filter_by_model(tmp_path: Path):
+    """Leaderboard labels leave the dataset out, so each label names two cells here: the rows keep the axes both
+    share (model, loss) and drop the one they do not (dataset); each dataset's leaderboard filters by model."""
+    cells = [record(f"{model}__resnet18__ce__{dataset}__s0", miou=base) for model, base in (("unet", 0.5), ("fpn", 0.4))
+             for dataset in ("synthetic", "camvid")]
+    results = write_results(tmp_path / "results", cells)
+    page = report_module.write_report(results, tmp_path / "report", html=True).with_name("report.html").read_text()
+    boards = page.split('<h3 id="leaderboard')[1:]
+    assert len(boards) == 2
+    for board in boards:
+        rows = [attrs for attrs in Elements(board.split("</table>")[0]).of("tr") if "data-f-model" in attrs]
+        assert sorted(row["data-f-model"] for row in rows) == ["fpn", "unet"]
+        assert all("data-f-dataset" not in row and row["data-f-loss"] == "ce" for row in rows)
+        assert 'data-facet="model"' in board.split("</table>")[0]
+
+
 def test_cell_details_show_curves_and_examples(page: str):
     """Each finished cell: its training loss and val mIoU per epoch drawn as SVG, and its 4 saved val examples as
     image | ground truth | prediction | error map strips; a failed cell has neither."""

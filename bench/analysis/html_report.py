@@ -71,8 +71,14 @@ class _Page:
                  for number, cell in enumerate(block.cells) for name in dict.fromkeys(cell.names)]
         counts = Counter(name for name, _ in named)
         self.cells = {name: anchor for name, anchor in named if counts[name] == 1}
-        self.facets = {f"cell-{number}": dict(cell.facets) for block in writer.blocks if isinstance(block, Details)
-                       for number, cell in enumerate(block.cells)}
+        # The facets a table's row shows for the name in its `cell` column: those every cell of that name shares (a
+        # label names one cell per dataset: its model, encoder and loss hold, its dataset does not).
+        facets = {f"cell-{number}": dict(cell.facets) for block in writer.blocks if isinstance(block, Details)
+                  for number, cell in enumerate(block.cells)}
+        self.facets: dict[str, dict[str, str]] = {}
+        for name, anchor in named:
+            shared = self.facets.get(name, facets[anchor])
+            self.facets[name] = {key: value for key, value in shared.items() if facets[anchor].get(key) == value}
         self.example_bytes = 0  # example images embedded so far (EXAMPLE_BYTES)
 
     def block(self, block: Block) -> str:
@@ -158,8 +164,8 @@ class _Page:
                        f"{escape(header)}</th>"
                        for index, (name, header) in enumerate(zip(cells.names, cells.headers, strict=True)))
         # The facets of the cell each row shows (its model, encoder, loss...), by which its rows filter too.
-        facets = [self.facets.get(self.cells.get(str(raw["cell"].iloc[position]), ""), {})
-                  if "cell" in raw.columns else {} for position in range(len(cells.rows))]
+        facets = [self.facets.get(str(raw["cell"].iloc[position]), {}) if "cell" in raw.columns else {}
+                  for position in range(len(cells.rows))]
         rows = ["<tr" + "".join(f' data-f-{key}="{escape(value)}"' for key, value in facets[position].items()) + ">"
                 + "".join(self._td(name, text, best, raw[name].iloc[position] if name in raw.columns else text,
                                    name in cells.numeric, block.heatmap)
